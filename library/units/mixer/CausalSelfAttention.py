@@ -1,0 +1,26 @@
+"""Causal multi-head softmax self-attention with learned absolute positions (GPT-2)."""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model_discovery.gau.runtime import GAUBase
+
+
+class CausalSelfAttention(GAUBase):
+    def __init__(self, d_model, block_loc, ctx=None, n_head: int = 4, learned_pos: bool = True):
+        super().__init__(d_model, block_loc, ctx)
+        if d_model % n_head:
+            raise ValueError(f"d_model {d_model} not divisible by n_head {n_head}")
+        self.n_head = n_head
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.proj = nn.Linear(d_model, d_model, bias=False)
+        self.pos = nn.Parameter(torch.zeros(self.max_seq_len, d_model)) if learned_pos else None
+
+    def _forward(self, X, **Z):
+        B, T, C = X.shape
+        h = X if self.pos is None else X + self.pos[:T]
+        q, k, v = self.qkv(h).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C)), {}

@@ -1,0 +1,1 @@
+"""model_discovery: evolutionary discovery of language-model architectures."""

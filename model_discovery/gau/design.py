@@ -1,0 +1,192 @@
+"""Designs as data: a root unit name plus named units (source, role, children, hyperparameters).
+
+A :class:`Design` is what the evolution tree stores (as JSON), what agents edit, and what
+:mod:`model_discovery.gau.compose` turns into one self-contained Python module.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Role = Literal["block", "mixer", "channel_mixer", "norm", "positional", "other"]
+ROLES: tuple[str, ...] = ("block", "mixer", "channel_mixer", "norm", "positional", "other")
+HParam = Union[bool, int, float, str]
+
+
+class DesignError(ValueError):
+    """A design is malformed; the message names the design and the offending unit/field."""
+
+
+class UnitSpec(BaseModel):
+    """One unit of a design: the source of one ``GAUBase`` subclass named like the unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    source: str = Field(description="Python source defining `class <name>(GAUBase)`")
+    children: dict[str, str] = Field(default_factory=dict, description="slot -> unit name")
+    hparams: dict[str, HParam] = Field(default_factory=dict)
+    doc: str = ""
+
+    def slots_used(self) -> list[str]:
+        """Slot names passed as literals to ``build_child`` in the source (in order of use)."""
+        return used_slots(self.source)
+
+
+class Design(BaseModel):
+    """A tree of GAUs rooted at a block unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    root: str
+    units: dict[str, UnitSpec]
+    parents: list[str] = Field(default_factory=list)
+    summary: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not v or any(c.isspace() for c in v) or "/" in v:
+            raise ValueError("design name must be non-empty with no whitespace or '/'")
+        return v
+
+    @model_validator(mode="after")
+    def _structure(self) -> "Design":
+        problems = self.structure_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def structure_problems(self) -> list[str]:
+        """Wiring errors: unknown root/children, cycles, unreachable units, root not a block."""
+        out: list[str] = []
+        if self.root not in self.units:
+            return [f"root {self.root!r} is not among units {sorted(self.units)}"]
+        if self.units[self.root].role != "block":
+            out.append(f"root unit {self.root!r} has role {self.units[self.root].role!r}, expected 'block'")
+        for uname, unit in self.units.items():
+            if not uname.isidentifier():
+                out.append(f"unit name {uname!r} is not a Python identifier")
+            for slot, child in unit.children.items():
+                if child not in self.units:
+                    out.append(f"unit {uname!r} slot {slot!r} names unknown unit {child!r}")
+        if out:
+            return out
+        seen: set[str] = set()
+
+        def visit(name: str, stack: tuple[str, ...]) -> None:
+            if name in stack:
+                out.append(f"cycle in unit tree: {' -> '.join(stack + (name,))}")
+                return
+            seen.add(name)
+            for child in self.units[name].children.values():
+                visit(child, stack + (name,))
+
+        visit(self.root, ())
+        for uname in sorted(set(self.units) - seen):
+            out.append(f"unit {uname!r} is not reachable from root {self.root!r}")
+        return out
+
+    # -- identity ---------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """Content hash of the wiring and normalised sources (name and lineage excluded)."""
+        payload = {
+            "root": self.root,
+            "units": {n: {"role": u.role, "children": u.children, "hparams": u.hparams,
+                          "source": normalise_source(u.source)} for n, u in sorted(self.units.items())},
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def walk(self) -> list[str]:
+        """Unit names in depth-first order from the root (each once)."""
+        order: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in order:
+                return
+            order.append(name)
+            for child in self.units[name].children.values():
+                visit(child)
+
+        visit(self.root)
+        return order
+
+    def units_by_role(self, role: str) -> list[str]:
+        return [n for n, u in self.units.items() if u.role == role]
+
+    # -- persistence ------------------------------------------------------------------------
+    def to_json(self, indent: int | None = 2) -> str:
+        return self.model_dump_json(indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str, origin: str = "<string>") -> "Design":
+        try:
+            return cls.model_validate_json(text)
+        except Exception as exc:  # pydantic.ValidationError or JSON error
+            raise DesignError(f"{origin}: invalid design: {_one_line(exc)}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Design":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise DesignError(f"{path}: cannot read design: {exc.strerror}") from exc
+        return cls.from_json(text, origin=str(path))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+        return path
+
+
+def used_slots(source: str) -> list[str]:
+    """Literal slot names passed to ``self.build_child(...)`` in ``source``."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    slots: list[str] = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "build_child" and node.args
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            if node.args[0].value not in slots:
+                slots.append(node.args[0].value)
+    return slots
+
+
+def normalise_source(source: str) -> str:
+    """Source with comments, docstrings and formatting removed (for duplicate detection)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source.strip()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def _one_line(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            loc = ".".join(str(p) for p in first.get("loc", ())) or "<root>"
+            return f"field {loc}: {first.get('msg')}"
+        except Exception:  # noqa: BLE001 - fall back to the plain message
+            pass
+    return " ".join(str(exc).split())
