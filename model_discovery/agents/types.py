@@ -22,6 +22,7 @@ class UnitPlan(BaseModel):
     role: Role
     description: str
     children: dict[str, str] = Field(default_factory=dict, description="slot -> unit name")
+    replaces: str | None = Field(None, description="existing unit whose slots this unit takes over")
 
 
 class Proposal(BaseModel):
