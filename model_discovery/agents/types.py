@@ -90,3 +90,22 @@ class Reviewer(Protocol):
 class Coder(Protocol):
     def implement(self, proposal: Proposal, draft: Design, unit: UnitPlan,
                   error: str | None) -> UnitImplementation: ...
+
+
+class Plan(BaseModel):
+    """The planner's ordered list of units to implement for an accepted proposal."""
+
+    model_config = ConfigDict(extra="forbid")
+    root: str | None = Field(None, description="block unit of the new design (None: keep the parent's root)")
+    units: list[UnitPlan] = Field(default_factory=list, description="units to implement, leaves first")
+    notes: str = ""
+
+
+@runtime_checkable
+class Planner(Protocol):
+    def plan(self, proposal: Proposal, parents: list[Design]) -> Plan: ...
+
+
+@runtime_checkable
+class Observer(Protocol):
+    def observe(self, design: Design, results: dict[str, object]) -> str: ...
