@@ -1,0 +1,341 @@
+"""Training corpus and token streams for verification.
+
+Two sources, chosen by :class:`DataConfig`:
+
+- ``stdlib`` (default, needs no network): the ``.py`` sources of the running Python's standard
+  library, one document per file. Files are assigned to train/val/test by a hash of their path,
+  so the split is by file and identical on every run; ``max_bytes`` caps the corpus.
+- ``hf``: any Hugging Face dataset (streamed) and optionally a hub tokenizer; documents are
+  assigned to splits by a hash of their text.
+
+Built artefacts live under ``$MODIS_CACHE`` (default ``~/.cache/model_discovery``)::
+
+    corpus/<corpus key>/{train,val,test}.jsonl, meta.json        raw documents
+    tokens/<corpus key>-v<vocab>/tokenizer.json, {train,val,test}.bin, meta.json
+
+``.bin`` files are flat ``uint16`` token ids, documents separated by the end-of-text token, read
+back as memory maps. Every directory is built in a temporary sibling and renamed into place under
+a file lock, so concurrent builders neither corrupt nor duplicate it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tokenizers import Tokenizer
+
+from model_discovery.verify.tokenizer import MAX_UINT16_VOCAB, eot_id, load_tokenizer, train_bpe
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+FORMAT_VERSION = 1
+_ENCODE_CHUNK = 256  # documents per encode_batch call
+
+
+class DataError(RuntimeError):
+    """The corpus or token data cannot be built or read; the message is one line."""
+
+
+class DataConfig(BaseModel):
+    """Where the verification corpus comes from and how it is split and capped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["stdlib", "hf"] = "stdlib"
+    max_bytes: int = Field(8_000_000, gt=0, description="cap on the corpus size (UTF-8 bytes, all splits)")
+    val_fraction: float = Field(0.05, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.05, ge=0.0, lt=0.5)
+    salt: str = Field("modis", description="mixed into the split hash; change it for another split")
+    hf_dataset: str | None = Field(None, description="hub dataset name, e.g. 'roneneldan/TinyStories'")
+    hf_config: str | None = None
+    hf_split: str = "train"
+    text_field: str = "text"
+    hf_tokenizer: str | None = Field(None, description="hub tokenizer name or tokenizer.json path; "
+                                     "None trains a byte-level BPE on the train split")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DataConfig":
+        if self.source == "hf" and not self.hf_dataset:
+            raise ValueError("hf_dataset is required when source is 'hf'")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be below 1")
+        return self
+
+    def corpus_key(self) -> str:
+        """Cache key of the raw corpus (settings + format + the Python that provides stdlib)."""
+        fields = self.model_dump(exclude={"hf_tokenizer"})
+        if self.source == "stdlib":
+            fields.update(python=sys.version.split()[0], stdlib=sysconfig.get_paths()["stdlib"])
+            for name in ("hf_dataset", "hf_config", "hf_split", "text_field"):
+                fields.pop(name)
+        blob = json.dumps({"format": FORMAT_VERSION, **fields}, sort_keys=True)
+        return f"{self.source}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+    def tokens_key(self, vocab_size: int) -> str:
+        tok = self.hf_tokenizer or "bpe"
+        tag = hashlib.sha256(tok.encode()).hexdigest()[:6]
+        return f"{self.corpus_key()}-v{vocab_size}-{tag}"
+
+
+@dataclass
+class TokenData:
+    """A tokenizer and the three packed token streams (read-only ``uint16`` memory maps)."""
+
+    tokenizer: Tokenizer
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    vocab_size: int
+    eot_id: int
+    path: Path
+
+    @classmethod
+    def open(cls, path: str | Path) -> "TokenData":
+        """Open a built token directory (as made by :func:`load_token_data`)."""
+        path = Path(path)
+        meta_path = path / "meta.json"
+        if not meta_path.exists():
+            raise DataError(f"{path}: not a built token directory (no meta.json)")
+        meta = json.loads(meta_path.read_text())
+        tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+        arrays = {}
+        for split in SPLITS:
+            file = path / f"{split}.bin"
+            arrays[split] = (np.memmap(file, dtype=np.uint16, mode="r") if file.stat().st_size
+                             else np.zeros(0, dtype=np.uint16))
+        return cls(tokenizer=tok, vocab_size=int(meta["vocab_size"]), eot_id=int(meta["eot_id"]),
+                   path=path, **arrays)
+
+    def split(self, name: str) -> np.ndarray:
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+
+# -- cache -------------------------------------------------------------------------------------
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir``, else ``$MODIS_CACHE``, else ``~/.cache/model_discovery``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("MODIS_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "model_discovery"
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except ImportError:  # non-POSIX: rely on temp + rename alone
+            pass
+        yield
+
+
+def build_atomic(final: Path, build: Callable[[Path], None]) -> Path:
+    """Return ``final``, building it first with ``build(tmp_dir)`` if it is not complete yet.
+
+    The build writes into a temporary sibling that is renamed into place; ``meta.json`` marks a
+    complete directory. A lock file serialises concurrent builders of the same directory.
+    """
+    if (final / "meta.json").exists():
+        return final
+    with _file_lock(final.parent / f".{final.name}.lock"):
+        if (final / "meta.json").exists():
+            return final
+        if final.exists():  # left by something else; never complete, so rebuild
+            shutil.rmtree(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+        try:
+            build(tmp)
+            if not (tmp / "meta.json").exists():
+                raise DataError(f"{final}: build wrote no meta.json")
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
+
+
+# -- documents ---------------------------------------------------------------------------------
+def _bucket(key: str, salt: str) -> float:
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _assign(key: str, config: DataConfig) -> str:
+    u = _bucket(key, config.salt)
+    if u < config.test_fraction:
+        return "test"
+    if u < config.test_fraction + config.val_fraction:
+        return "val"
+    return "train"
+
+
+def stdlib_files(config: DataConfig) -> list[tuple[str, Path]]:
+    """(relative path, path) of the stdlib ``.py`` files in the corpus, in corpus order.
+
+    Files are ordered by a hash of their relative path (a spread-out sample when capped) and
+    taken until ``max_bytes``; third-party packages and files that are not UTF-8 are skipped.
+    """
+    root = Path(sysconfig.get_paths()["stdlib"])
+    if not root.is_dir():
+        raise DataError(f"{root}: the standard library sources are not installed")
+    entries = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if {"site-packages", "dist-packages", "__pycache__"} & set(path.parts):
+            continue
+        entries.append((hashlib.sha256(f"{config.salt}:order:{rel}".encode()).hexdigest(), rel, path))
+    entries.sort()
+    out: list[tuple[str, Path]] = []
+    total = 0
+    for _, rel, path in entries:
+        if total >= config.max_bytes:
+            break
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        if size == 0:
+            continue
+        out.append((rel, path))
+        total += size
+    return out
+
+
+def _stdlib_splits(config: DataConfig) -> dict[str, list[str]]:
+    docs: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for rel, path in stdlib_files(config):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        if text.strip():
+            docs[_assign(rel, config)].append(text)
+    return docs
+
+
+def _hf_splits(config: DataConfig) -> dict[str, list[str]]:
+    name = config.hf_dataset
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(name, config.hf_config, split=config.hf_split, streaming=True)
+        docs: dict[str, list[str]] = {s: [] for s in SPLITS}
+        total = 0
+        for i, row in enumerate(ds):
+            if config.text_field not in row:
+                raise DataError(f"hf dataset {name!r}: field text_field={config.text_field!r} not in "
+                                f"row keys {sorted(row)}")
+            text = row[config.text_field]
+            if not isinstance(text, str) or not text.strip():
+                continue
+            docs[_assign(f"{i}:{text[:256]}", config)].append(text)
+            total += len(text.encode("utf-8"))
+            if total >= config.max_bytes:
+                break
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - network, auth, missing dataset: all one line
+        raise DataError(f"hf dataset {name!r} is unreachable: {type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:300]}") from exc
+    if not docs["train"]:
+        raise DataError(f"hf dataset {name!r}: no text in field {config.text_field!r}")
+    return docs
+
+
+def _build_corpus(config: DataConfig, tmp: Path) -> None:
+    docs = _stdlib_splits(config) if config.source == "stdlib" else _hf_splits(config)
+    counts = {}
+    for split in SPLITS:
+        with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as fh:
+            for text in docs[split]:
+                fh.write(json.dumps(text) + "\n")
+        counts[split] = {"documents": len(docs[split]),
+                         "bytes": sum(len(t.encode("utf-8")) for t in docs[split])}
+    (tmp / "meta.json").write_text(json.dumps({"config": config.model_dump(), "splits": counts}, indent=2))
+
+
+def corpus_dir(config: DataConfig | None = None, cache_dir: str | Path | None = None) -> Path:
+    """The built raw-corpus directory for ``config`` (built on first use)."""
+    config = config or DataConfig()
+    final = cache_root(cache_dir) / "corpus" / config.corpus_key()
+    return build_atomic(final, lambda tmp: _build_corpus(config, tmp))
+
+
+def corpus_documents(split: str, config: DataConfig | None = None,
+                     cache_dir: str | Path | None = None) -> list[str]:
+    """Raw text documents of one split (``train``, ``val`` or ``test``), in corpus order."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    path = corpus_dir(config, cache_dir) / f"{split}.jsonl"
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+# -- tokens ------------------------------------------------------------------------------------
+def _encode_to_file(tok: Tokenizer, docs: list[str], eot: int, path: Path) -> int:
+    n = 0
+    with open(path, "wb") as fh:
+        for start in range(0, len(docs), _ENCODE_CHUNK):
+            ids: list[int] = []
+            for enc in tok.encode_batch(docs[start:start + _ENCODE_CHUNK], add_special_tokens=False):
+                ids.extend(enc.ids)
+                ids.append(eot)
+            np.asarray(ids, dtype=np.uint16).tofile(fh)
+            n += len(ids)
+    return n
+
+
+def _build_tokens(config: DataConfig, vocab_size: int, corpus: Path, tmp: Path) -> None:
+    docs = {s: corpus_documents(s, config, corpus.parent.parent) for s in SPLITS}
+    if config.hf_tokenizer:
+        tok = load_tokenizer(config.hf_tokenizer)
+    else:
+        tok = train_bpe(docs["train"], vocab_size)
+    actual = tok.get_vocab_size()
+    if actual > MAX_UINT16_VOCAB:
+        raise DataError(f"tokenizer {config.hf_tokenizer!r} has {actual} entries; uint16 token files "
+                        f"hold at most {MAX_UINT16_VOCAB}")
+    eot = eot_id(tok)
+    tok.save(str(tmp / "tokenizer.json"))
+    sizes = {s: _encode_to_file(tok, docs[s], eot, tmp / f"{s}.bin") for s in SPLITS}
+    meta = {"format": FORMAT_VERSION, "config": config.model_dump(), "requested_vocab_size": vocab_size,
+            "vocab_size": actual, "eot_id": eot, "tokens": sizes}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def load_token_data(vocab_size: int, config: DataConfig | None = None,
+                    cache_dir: str | Path | None = None) -> TokenData:
+    """Tokenizer and packed train/val/test token streams for ``config`` at ``vocab_size``.
+
+    Built once and cached (see the module docstring); later calls only open the memory maps.
+    With ``hf_tokenizer`` set, the tokenizer's own vocabulary is used and ``vocab_size`` only
+    keys the cache; ``TokenData.vocab_size`` is always the tokenizer's real size.
+    """
+    config = config or DataConfig()
+    if not config.hf_tokenizer and not 257 <= vocab_size <= MAX_UINT16_VOCAB:
+        raise DataError(f"vocab_size {vocab_size} must be within [257, {MAX_UINT16_VOCAB}]")
+    corpus = corpus_dir(config, cache_dir)
+    final = cache_root(cache_dir) / "tokens" / config.tokens_key(vocab_size)
+    build_atomic(final, lambda tmp: _build_tokens(config, vocab_size, corpus, tmp))
+    data = TokenData.open(final)
+    if data.train.size == 0:
+        raise DataError(f"{final}: the train split is empty (max_bytes={config.max_bytes} too small?)")
+    return data
