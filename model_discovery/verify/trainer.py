@@ -1,0 +1,363 @@
+"""The verification trainer: a nanoGPT-style loop for any ``model(idx) -> logits`` LM.
+
+AdamW (weight decay on 2-D parameters only), linear warmup then cosine decay, gradient clipping,
+gradient accumulation, bf16 autocast (and optionally ``torch.compile``) on CUDA, fp32 on CPU.
+Batches are random windows of the train stream drawn from an RNG seeded by ``(seed, step,
+micro-step)``, so a run is deterministic and a resumed run sees exactly the batches the
+uninterrupted run would have seen. Checkpoints (model, optimizer, step, curves, RNG states) go to
+``<run_dir>/checkpoint.pt``; calling :func:`train` again with the same run dir resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import resource
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model_discovery.gau.scales import ScaleConfig
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CurvePoint = tuple[int, int, float]  # (step, tokens seen, loss)
+
+
+class TrainingError(RuntimeError):
+    """Training could not go on (diverged, data too short, bad checkpoint); one-line message."""
+
+
+class TrainConfig(BaseModel):
+    """Everything the loop needs; :meth:`from_scale` derives it from a ladder rung."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int = Field(gt=0, description="optimizer steps of the whole schedule")
+    batch_size: int = Field(gt=0, description="sequences per optimizer step")
+    micro_batch_size: int | None = Field(None, gt=0, description="sequences per forward; None = batch_size")
+    context_len: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
+    device: str = Field("auto", description="'cpu', 'cuda', 'cuda:N' or 'auto'")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
+    compile: bool = Field(False, description="torch.compile the model (CUDA only; falls back to eager)")
+    seed: int = 0
+    eval_interval: int = Field(0, ge=0, description="val loss every N steps; 0 = only at the end")
+    eval_batches: int = Field(8, gt=0, description="micro-batches per periodic val estimate")
+    final_eval_batches: int = Field(32, gt=0, description="micro-batches for the final val loss")
+    log_interval: int = Field(10, gt=0, description="train-loss curve point every N steps")
+    checkpoint_interval: int = Field(0, ge=0, description="checkpoint every N steps; 0 = only at the end")
+    stop_at: int | None = Field(None, gt=0, description="end this call after this step (checkpointed); "
+                                "the schedule still spans max_steps and a later call resumes")
+    progress: bool = Field(True, description="tqdm progress bar")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        if self.batch_size % self.micro_size:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of micro_batch_size "
+                             f"{self.micro_batch_size}")
+        return self
+
+    @property
+    def micro_size(self) -> int:
+        return self.micro_batch_size or self.batch_size
+
+    @property
+    def grad_accum(self) -> int:
+        return self.batch_size // self.micro_size
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.context_len
+
+    @classmethod
+    def from_scale(cls, scale: ScaleConfig, n_params: int, train_tokens: int | None = None,
+                   **overrides: Any) -> "TrainConfig":
+        """The rung's recipe: ``scale.tokens_for(n_params)`` tokens (Chinchilla 20×params when the
+        rung sets none) unless ``train_tokens`` is given; any field can be overridden."""
+        tokens = train_tokens if train_tokens is not None else scale.tokens_for(n_params)
+        steps = max(1, math.ceil(tokens / (scale.batch_size * scale.context_len)))
+        micro = scale.batch_size
+        while micro > 1 and micro * scale.context_len > 32768 and micro % 2 == 0:
+            micro //= 2  # keep one forward under ~32k tokens; accumulate the rest
+        fields: dict[str, Any] = dict(
+            max_steps=steps, batch_size=scale.batch_size, micro_batch_size=micro,
+            context_len=scale.context_len, lr=scale.lr, warmup_steps=max(1, round(0.05 * steps)),
+            device=scale.device, eval_interval=max(1, steps // 10),
+            log_interval=max(1, min(10, steps // 50)))
+        fields.update(overrides)
+        return cls(**fields)
+
+
+class TrainResult(BaseModel):
+    """What a training run produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_params: int = Field(description="non-embedding parameters")
+    n_params_total: int
+    steps: int = Field(description="optimizer steps completed (including resumed ones)")
+    max_steps: int
+    tokens: int = Field(description="training tokens seen through the last step")
+    completed: bool = Field(description="the whole schedule ran (not stopped early by stop_at)")
+    resumed_from: int = Field(0, description="step the run resumed from (0: fresh)")
+    train_loss: list[CurvePoint] = Field(default_factory=list)
+    val_loss: list[CurvePoint] = Field(default_factory=list)
+    final_val_loss: float
+    tokens_per_s: float = Field(description="training throughput of this call (eval time excluded)")
+    peak_memory_bytes: int = Field(description="CUDA peak allocated, or the process peak RSS on CPU")
+    wall_s: float
+    device: str
+    dtype: str
+
+
+# -- pieces ------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
+    if config.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on parameters of two or more dimensions only."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    extra = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), **extra)
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr_ratio·lr``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.max_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.lr * config.min_lr_ratio
+    return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+def sample_windows(tokens: np.ndarray, n: int, context_len: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random windows of ``context_len + 1`` tokens, as an int64 array (n, context_len + 1)."""
+    if tokens.size < context_len + 2:
+        raise TrainingError(f"token stream of {tokens.size} tokens is shorter than one window "
+                            f"of {context_len + 1}")
+    starts = rng.integers(0, tokens.size - context_len - 1, size=n)
+    return tokens[starts[:, None] + np.arange(context_len + 1)].astype(np.int64)
+
+
+def get_batch(tokens: np.ndarray, n: int, context_len: int, key: tuple[int, ...],
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-token targets of the batch identified by ``key`` (deterministic)."""
+    win = torch.from_numpy(sample_windows(tokens, n, context_len, np.random.default_rng(list(key))))
+    if device.type == "cuda":
+        win = win.pin_memory().to(device, non_blocking=True)
+    return win[:, :-1], win[:, 1:]
+
+
+def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    logits = model(x)
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, tokens: np.ndarray, config: TrainConfig, n_batches: int,
+                  device: torch.device, autocast: Any) -> float:
+    """Mean next-token loss over ``n_batches`` fixed micro-batches of ``tokens``."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=device)
+    for b in range(n_batches):
+        x, y = get_batch(tokens, config.micro_size, config.context_len, (config.seed, 1_000_003, b), device)
+        with autocast:
+            total += lm_loss(model, x, y).float()
+    model.train(was_training)
+    return float(total.item() / n_batches)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                    config: TrainConfig, train_curve: list[CurvePoint], val_curve: list[CurvePoint]) -> None:
+    """Write the training state atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "config": config.model_dump(), "train_curve": train_curve, "val_curve": val_curve,
+                "rng": _rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    config: TrainConfig) -> tuple[int, list[CurvePoint], list[CurvePoint]]:
+    """Restore model, optimizer and RNG states; returns (step, train curve, val curve)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except Exception as exc:  # noqa: BLE001 - corrupt file, other model, other optimizer
+        raise TrainingError(f"{path}: cannot resume: {' '.join(str(exc).split())[:300]}") from exc
+    saved = state.get("config", {})
+    for key in ("batch_size", "context_len", "max_steps", "seed"):
+        if saved.get(key) != getattr(config, key):
+            raise TrainingError(f"{path}: cannot resume: checkpoint has {key}={saved.get(key)}, "
+                                f"run has {getattr(config, key)}")
+    _set_rng_state(state["rng"])
+    return int(state["step"]), [tuple(p) for p in state["train_curve"]], [tuple(p) for p in state["val_curve"]]
+
+
+def _progress(config: TrainConfig, initial: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.max_steps, initial=initial, disable=not config.progress, desc="train",
+                unit="step", dynamic_ncols=True, leave=False)
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path | None = None,
+          resume: bool = True) -> TrainResult:
+    """Train ``model`` on ``data.train`` (a 1-D token array) and evaluate on ``data.val``.
+
+    With ``run_dir``, a checkpoint is written there (every ``checkpoint_interval`` steps, at
+    ``stop_at`` and at the end) and, when ``resume`` is true and one exists, training continues
+    from its step. Raises :class:`TrainingError` when the loss stops being finite.
+    """
+    t_start = time.perf_counter()
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config, device)
+    autocast = (torch.autocast(device_type=device.type, dtype=dtype)
+                if dtype != torch.float32 else nullcontext())
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.cuda.reset_peak_memory_stats(device)
+    model.to(device)
+    model.train()
+    optimizer = make_optimizer(model, config, device)
+    ckpt = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
+
+    step, train_curve, val_curve = 0, [], []
+    if ckpt is not None and resume and ckpt.exists():
+        step, train_curve, val_curve = load_checkpoint(ckpt, model, optimizer, config)
+    resumed_from = step
+    if not resumed_from:
+        torch.manual_seed(config.seed)
+
+    fwd: nn.Module = model
+    if config.compile and device.type == "cuda":
+        fwd = torch.compile(model)  # type: ignore[assignment]
+    end = min(config.max_steps, config.stop_at or config.max_steps)
+    non_train_s = 0.0
+    bar = _progress(config, step)
+    loop_start = time.perf_counter()
+    try:
+        while step < end:
+            lr = lr_at(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            try:
+                loss_sum = _train_step(fwd, optimizer, data.train, config, step, device, autocast)
+            except Exception:
+                if fwd is model:
+                    raise
+                optimizer.zero_grad(set_to_none=True)  # compiled path failed: continue eagerly
+                fwd = model
+                loss_sum = _train_step(fwd, optimizer, data.train, config, step, device, autocast)
+            step += 1
+            if step % config.log_interval == 0 or step == end or step == 1:
+                loss = float(loss_sum.item())
+                if not math.isfinite(loss):
+                    raise TrainingError(f"train loss is {loss} at step {step} (diverged)")
+                train_curve.append((step, step * config.tokens_per_step, loss))
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+            bar.update(1)
+            t0 = time.perf_counter()
+            if config.eval_interval and step % config.eval_interval == 0 and step < config.max_steps:
+                val = evaluate_loss(model, data.val, config, config.eval_batches, device, autocast)
+                val_curve.append((step, step * config.tokens_per_step, val))
+            if ckpt is not None and config.checkpoint_interval and step % config.checkpoint_interval == 0:
+                save_checkpoint(ckpt, model, optimizer, step, config, train_curve, val_curve)
+            non_train_s += time.perf_counter() - t0
+    finally:
+        bar.close()
+    train_s = time.perf_counter() - loop_start - non_train_s
+
+    if ckpt is not None:
+        save_checkpoint(ckpt, model, optimizer, step, config, train_curve, val_curve)
+    final_val = evaluate_loss(model, data.val, config, config.final_eval_batches, device, autocast)
+    if not math.isfinite(final_val):
+        raise TrainingError(f"final val loss is {final_val} at step {step} (diverged)")
+    if not val_curve or val_curve[-1][0] != step:
+        val_curve.append((step, step * config.tokens_per_step, final_val))
+    n_total = sum(p.numel() for p in model.parameters())
+    n_params = model.num_params() if hasattr(model, "num_params") else n_total
+    done = step - resumed_from
+    return TrainResult(
+        n_params=int(n_params), n_params_total=int(n_total), steps=step, max_steps=config.max_steps,
+        tokens=step * config.tokens_per_step, completed=step >= config.max_steps, resumed_from=resumed_from,
+        train_loss=train_curve, val_loss=val_curve, final_val_loss=final_val,
+        tokens_per_s=done * config.tokens_per_step / train_s if done and train_s > 0 else 0.0,
+        peak_memory_bytes=peak_memory_bytes(device), wall_s=time.perf_counter() - t_start,
+        device=str(device), dtype=str(dtype).replace("torch.", ""))
+
+
+def _train_step(fwd: nn.Module, optimizer: torch.optim.Optimizer, tokens: np.ndarray, config: TrainConfig,
+                step: int, device: torch.device, autocast: Any) -> torch.Tensor:
+    """One optimizer step (with gradient accumulation); returns the step's mean loss (a tensor)."""
+    loss_sum = torch.zeros((), device=device)
+    for micro in range(config.grad_accum):
+        x, y = get_batch(tokens, config.micro_size, config.context_len, (config.seed, step, micro), device)
+        with autocast:
+            loss = lm_loss(fwd, x, y) / config.grad_accum
+        loss.backward()
+        loss_sum += loss.detach()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(fwd.parameters(), config.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum
