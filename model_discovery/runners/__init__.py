@@ -1,1 +1,22 @@
-"""runners package."""
+"""Runners: where verification work executes. ``LocalRunner`` is the default."""
+
+from model_discovery.runners.base import Runner, VerifyJob, execute_job
+from model_discovery.runners.local import LocalRunner
+
+
+def make_runner(kind: str, **kwargs: object) -> Runner:
+    """The runner named ``kind`` ('local', 'ray' or 'beaker')."""
+    if kind == "local":
+        return LocalRunner()
+    if kind == "ray":
+        from model_discovery.runners.ray_runner import RayRunner
+
+        return RayRunner(**kwargs)  # type: ignore[arg-type]
+    if kind == "beaker":
+        from model_discovery.runners.beaker_runner import BeakerRunner
+
+        return BeakerRunner(**kwargs)  # type: ignore[arg-type]
+    raise ValueError(f"unknown runner {kind!r}; known: local, ray, beaker")
+
+
+__all__ = ["Runner", "VerifyJob", "LocalRunner", "execute_job", "make_runner"]

@@ -1,0 +1,174 @@
+"""``modis``: the command line of model_discovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Discover language-model architectures by evolutionary search over GAU trees.",
+                  no_args_is_help=True, add_completion=False)
+tree_app = typer.Typer(help="Inspect or export the evolution tree.", no_args_is_help=True)
+app.add_typer(tree_app, name="tree")
+
+RunDir = typer.Option(Path("runs/default"), "--run-dir", "-r", help="run directory (tree, checkpoints, results)")
+ConfigOpt = typer.Option(None, "--config", "-c", help="system config YAML (see etc/system.yaml)")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _system(config: Optional[Path], run_dir: Path, **overrides: object):  # noqa: ANN202
+    from model_discovery.config import ConfigError, SystemConfig
+    from model_discovery.gau.design import DesignError
+    from model_discovery.system import BuildSystem
+
+    try:
+        base = SystemConfig.load(config) if config else SystemConfig(run_dir=run_dir)
+        data = base.model_dump()
+        if not config or run_dir != Path("runs/default"):
+            data["run_dir"] = run_dir
+        for key, value in overrides.items():
+            if value is not None:
+                data[key] = value
+        return BuildSystem(SystemConfig.parse(data, origin=str(config or "<command line>")))
+    except (ConfigError, DesignError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def discover(
+    request: str = typer.Argument("discover a new model", help="what to look for (passed to the proposer)"),
+    steps: int = typer.Option(4, "--steps", "-n", help="design steps"),
+    scale: str = typer.Option("micro", "--scale", "-s", help="rung designs are checked and verified at"),
+    selector: str = typer.Option("evolutionary", help="evolutionary | random"),
+    agents: Optional[Path] = typer.Option(None, "--agents", help="agent spec folder (default: symbolic)"),
+    no_eval: bool = typer.Option(False, "--no-eval", help="skip lm-eval after training"),
+    no_probes: bool = typer.Option(False, "--no-probes", help="skip synthetic probes"),
+    config: Optional[Path] = ConfigOpt,
+    run_dir: Path = RunDir,
+) -> None:
+    """Run discovery steps (design, check, verify) and print the leaderboard."""
+    system = _system(config, run_dir, selector=selector, agent_spec_dir=agents,
+                     ladder=None if config else [scale])
+    if no_eval or no_probes:
+        system.config.verify = system.config.verify.model_copy(
+            update={"eval": not no_eval, "probes": not no_probes})
+    try:
+        report = system(request, steps=steps)
+    finally:
+        system.close()
+    typer.echo(report.summary())
+
+
+@app.command()
+def design(
+    goal: str = typer.Argument("", help="goal passed to the proposer"),
+    agents: Optional[Path] = typer.Option(None, "--agents", help="agent spec folder (default: symbolic)"),
+    config: Optional[Path] = ConfigOpt,
+    run_dir: Path = RunDir,
+) -> None:
+    """Run one design step (propose, review, implement, check, commit) without verifying."""
+    system = _system(config, run_dir, agent_spec_dir=agents)
+    try:
+        system.bootstrap()
+        outcome = system.design_step(goal)
+    finally:
+        system.close()
+    typer.echo(outcome.model_dump_json(indent=2))
+    raise typer.Exit(0 if outcome.status == "committed" else 1)
+
+
+@app.command()
+def check(ref: str = typer.Argument(..., help="design JSON path or seed name"),
+          scale: str = typer.Option("micro", "--scale", "-s")) -> None:
+    """Check a design in the sandbox and print the report."""
+    from model_discovery.check import check_command
+
+    raise typer.Exit(check_command(ref, scale))
+
+
+@app.command()
+def verify(ref: str = typer.Argument(..., help="design JSON path or seed name"),
+           scale: str = typer.Option("micro", "--scale", "-s"),
+           out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="result folder")) -> None:
+    """Train and evaluate a design at one rung; write its result record."""
+    from model_discovery.verify import verify_command
+
+    raise typer.Exit(verify_command(ref, scale, str(out_dir or Path("runs/verify") / f"{Path(ref).stem}@{scale}")))
+
+
+@app.command()
+def seeds() -> None:
+    """List the seed designs of the library."""
+    from model_discovery.gau.library import list_seeds, load_seed
+
+    for name in list_seeds():
+        typer.echo(f"{name:<12} {load_seed(name).summary}")
+
+
+@app.command()
+def leaderboard(scale: Optional[str] = typer.Option(None, "--scale", "-s"),
+                limit: int = typer.Option(20, "--limit"), run_dir: Path = RunDir) -> None:
+    """Best designs by fitness (per rung)."""
+    from model_discovery.evolution import EvolutionTree, format_leaderboard
+
+    if not (run_dir / "tree.sqlite").exists():
+        _fail(f"{run_dir}: no tree.sqlite here; run `modis discover --run-dir {run_dir}` first")
+    tree = EvolutionTree(run_dir / "tree.sqlite")
+    typer.echo(format_leaderboard(tree.leaderboard(scale=scale, limit=limit)))
+
+
+@tree_app.command("show")
+def tree_show(run_dir: Path = RunDir, limit: int = typer.Option(50, "--limit")) -> None:
+    """Print the evolution tree as an indented lineage list."""
+    from model_discovery.evolution import EvolutionTree, format_tree
+
+    if not (run_dir / "tree.sqlite").exists():
+        _fail(f"{run_dir}: no tree.sqlite here")
+    typer.echo(format_tree(EvolutionTree(run_dir / "tree.sqlite"), limit=limit))
+
+
+@tree_app.command("export")
+def tree_export(out: Path = typer.Argument(..., help="JSONL file to write"), run_dir: Path = RunDir) -> None:
+    """Export every design, review, check and result as JSONL."""
+    from model_discovery.evolution import EvolutionTree
+
+    if not (run_dir / "tree.sqlite").exists():
+        _fail(f"{run_dir}: no tree.sqlite here")
+    n = EvolutionTree(run_dir / "tree.sqlite").export(out)
+    typer.echo(f"wrote {n} records to {out}")
+
+
+@app.command()
+def gui(port: int = typer.Option(8501, "--port"), run_dir: Path = RunDir) -> None:
+    """Start the Streamlit front-end."""
+    main = Path(__file__).with_name("app") / "main.py"
+    env = {**os.environ, "MODIS_RUN_DIR": str(run_dir)}
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "streamlit", "run", str(main),
+                                      "--server.port", str(port), "--server.headless", "true"], env=env))
+
+
+@app.command()
+def export(ref: str = typer.Argument(..., help="design JSON path or seed name"),
+           out_dir: Path = typer.Argument(..., help="Hugging Face model folder to write"),
+           scale: str = typer.Option("micro", "--scale", "-s"),
+           checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="trained weights (.pt/.safetensors)")) -> None:
+    """Export a design as a Hugging Face model folder (loads with trust_remote_code=True)."""
+    from model_discovery.gau import get_scale, load_design
+    from model_discovery.gau.hf_export import export_hf, load_state_dict
+
+    state = load_state_dict(checkpoint) if checkpoint else None
+    path = export_hf(load_design(ref), get_scale(scale), out_dir, state_dict=state)
+    typer.echo(json.dumps({"exported": str(path)}))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,73 @@
+"""System configuration: one pydantic model that round-trips to YAML (see etc/system.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from model_discovery.design.state import FlowConfig
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the file and field."""
+
+
+class VerifyOptions(BaseModel):
+    """What a verification run does besides training."""
+
+    model_config = ConfigDict(extra="forbid")
+    eval: bool = True
+    probes: bool = True
+    wandb: bool = True
+    train_tokens: int | None = Field(None, gt=0, description="override the rung's token budget")
+
+
+class SystemConfig(BaseModel):
+    """Everything a discovery run needs; defaults give an offline CPU run."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_dir: Path = Path("runs/default")
+    tree_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in run_dir")
+    agent_spec_dir: Path | None = Field(None, description="agent specs; None: symbolic agents")
+    seeds: list[str] | None = Field(None, description="seed designs to start from; None: all")
+    steps: int = Field(4, ge=0, description="design steps per request")
+    ladder: list[str] = Field(default_factory=lambda: ["micro"], description="rungs verified in this run")
+    budgets: dict[str, int] = Field(default_factory=dict, description="verify budget overrides per rung")
+    selector: Literal["evolutionary", "random"] = "evolutionary"
+    runner: Literal["local", "ray", "beaker"] = "local"
+    flow: FlowConfig = Field(default_factory=FlowConfig)
+    verify: VerifyOptions = Field(default_factory=VerifyOptions)
+    seed: int = 0
+
+    @property
+    def resolved_tree_url(self) -> str:
+        return self.tree_url or f"sqlite:///{(self.run_dir / 'tree.sqlite').resolve()}"
+
+    def budget(self, scale: str) -> int:
+        from model_discovery.gau.scales import get_scale
+
+        return self.budgets.get(scale, get_scale(scale).verify_budget)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SystemConfig":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {' '.join(str(exc).split())}") from exc
+        return cls.parse(data, origin=str(path))
+
+    @classmethod
+    def parse(cls, data: Any, origin: str = "<config>") -> "SystemConfig":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+            raise ConfigError(f"{origin}: field {loc}: {first['msg']}") from exc

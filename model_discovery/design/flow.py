@@ -1,0 +1,283 @@
+"""The design flow as a LangGraph ``StateGraph``.
+
+    select → propose → review ⟲ (up to N rounds) → plan → implement (unit by unit)
+           → check ⟲ debug (up to M tries) → commit
+
+The graph is checkpointed (SQLite) per design run (``thread_id``), so an interrupted run
+resumes where it stopped. The same graph runs with symbolic agents and with LLM agents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+from pydantic import ValidationError
+
+from model_discovery.agents.types import (
+    Coder,
+    Proposal,
+    Proposer,
+    Review,
+    ReviewContext,
+    Reviewer,
+    UnitImplementation,
+    UnitPlan,
+)
+from model_discovery.gau.design import Design, UnitSpec
+from model_discovery.gau.scales import get_scale
+from model_discovery.design.state import DesignOutcome, FlowConfig, FlowState
+
+CheckFn = Callable[[Design, str], Any]
+
+
+class DesignFlow:
+    """One design at a time: from parent selection to a committed (or failed) node in the tree.
+
+    ``tree`` is an :class:`~model_discovery.evolution.EvolutionTree`, ``selector`` picks parents
+    and references, ``check`` is :func:`model_discovery.check.run_checks` (injectable so a caller
+    may pass a configured variant), ``knowledge`` is an optional object with
+    ``search(query, k) -> list[Snippet]``.
+    """
+
+    def __init__(self, tree: Any, selector: Any, proposer: Proposer, reviewer: Reviewer, coder: Coder,
+                 check: CheckFn, config: FlowConfig | None = None, checkpoint_path: str | Path | None = None,
+                 knowledge: Any = None) -> None:
+        self.tree, self.selector = tree, selector
+        self.proposer, self.reviewer, self.coder = proposer, reviewer, coder
+        self.check_fn, self.knowledge = check, knowledge
+        self.config = config or FlowConfig()
+        self._conn = sqlite3.connect(str(checkpoint_path or ":memory:"), check_same_thread=False)
+        self.graph = self._build().compile(checkpointer=SqliteSaver(self._conn))
+
+    # -- graph ------------------------------------------------------------------------------
+    def _build(self) -> StateGraph:
+        g = StateGraph(FlowState)
+        for name in ("select", "propose", "review", "plan", "implement", "check", "commit"):
+            g.add_node(name, getattr(self, f"_node_{name}"))
+        g.add_edge(START, "select")
+        g.add_edge("select", "propose")
+        g.add_edge("propose", "review")
+        g.add_conditional_edges("review", self._after_review, {"plan": "plan", "propose": "propose", "end": END})
+        g.add_edge("plan", "implement")
+        g.add_conditional_edges("implement", self._after_implement, {"implement": "implement", "check": "check"})
+        g.add_conditional_edges("check", self._after_check, {"commit": "commit", "implement": "implement"})
+        g.add_edge("commit", END)
+        return g
+
+    def run(self, thread_id: str, goal: str = "") -> DesignOutcome:
+        """Run (or resume) the design run ``thread_id`` to its end."""
+        cfg = {"configurable": {"thread_id": thread_id}, "recursion_limit": 200}
+        snapshot = self.graph.get_state(cfg)
+        if snapshot.values and snapshot.next:
+            state = self.graph.invoke(None, cfg)  # resume from the last checkpoint
+        elif snapshot.values:
+            state = snapshot.values  # already finished
+        else:
+            state = self.graph.invoke({"goal": goal}, cfg)
+        return self._outcome(thread_id, state)
+
+    def is_unfinished(self, thread_id: str) -> bool:
+        snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
+        return bool(snapshot.values) and bool(snapshot.next)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- nodes ------------------------------------------------------------------------------
+    def _node_select(self, state: FlowState) -> dict[str, Any]:
+        parents = list(self.selector.select_parents(self.tree, k=self.config.n_parents))
+        references = [r for r in self.selector.select_references(self.tree, self.config.n_references)
+                      if r not in parents]
+        knowledge: list[str] = []
+        if self.knowledge is not None and self.config.knowledge_k:
+            query = " ".join([state.get("goal", "")] + [self._design(p).summary for p in parents])
+            knowledge = [f"{s.title}: {s.text}" for s in self.knowledge.search(query, k=self.config.knowledge_k)]
+        return {"parents": parents, "references": references, "knowledge": knowledge, "reviews": [],
+                "review_round": 0, "debug_tries": 0, "check_attempts": 0, "status": "proposing"}
+
+    def _node_propose(self, state: FlowState) -> dict[str, Any]:
+        feedback = [Review.model_validate(r) for r in state.get("reviews", [])]
+        knowledge = list(state.get("knowledge", []))
+        if state.get("goal"):
+            knowledge.insert(0, f"Goal: {state['goal']}")
+        proposal = self.proposer.propose([self._design(p) for p in state["parents"]],
+                                         [self._design(r) for r in state.get("references", [])],
+                                         knowledge, feedback)
+        return {"proposal": proposal.model_dump(mode="json"), "review_round": state.get("review_round", 0) + 1}
+
+    def _node_review(self, state: FlowState) -> dict[str, Any]:
+        proposal = Proposal.model_validate(state["proposal"])
+        context = ReviewContext(parents=[self._design(p) for p in state["parents"]],
+                                known_fingerprints=set(self.tree.fingerprints()),
+                                scale=get_scale(self.config.check_scale),
+                                knowledge=list(state.get("knowledge", [])))
+        review = self.reviewer.review(proposal, context)
+        reviews = list(state.get("reviews", [])) + [review.model_dump(mode="json")]
+        status = "accepted" if review.accept else "proposing"
+        if not review.accept and state.get("review_round", 0) >= self.config.max_review_rounds:
+            status = "rejected"
+        return {"reviews": reviews, "status": status}
+
+    def _after_review(self, state: FlowState) -> str:
+        return {"accepted": "plan", "rejected": "end"}.get(state["status"], "propose")
+
+    def _node_plan(self, state: FlowState) -> dict[str, Any]:
+        proposal = Proposal.model_validate(state["proposal"])
+        parents = [self._design(p) for p in state["parents"]]
+        if proposal.design is not None:
+            draft = proposal.design.model_copy(update={"parents": list(state["parents"])})
+            known = {(n, u.source) for p in parents for n, u in p.units.items()}
+            plan = [UnitPlan(name=n, role=u.role, description=f"unit {n} of {draft.name}",
+                             children=dict(u.children))
+                    for n, u in draft.units.items() if (n, u.source) not in known]
+            draft_dict = draft.model_dump(mode="json")
+        else:
+            base = parents[0]
+            name = _design_name(proposal.title, base.name, proposal.model_dump_json())
+            draft_dict = base.model_copy(update={"name": name, "parents": list(state["parents"]),
+                                                  "summary": proposal.title}).model_dump(mode="json")
+            plan = _children_first(proposal.units)
+        return {"draft": draft_dict, "plan": [u.model_dump(mode="json") for u in plan], "plan_index": 0,
+                "status": "implementing", "last_error": None}
+
+    def _node_implement(self, state: FlowState) -> dict[str, Any]:
+        plan = [UnitPlan.model_validate(u) for u in state.get("plan", [])]
+        index = state.get("plan_index", 0)
+        if index >= len(plan):
+            return {"plan_index": index}
+        unit = plan[index]
+        draft = dict(state["draft"])
+        proposal = Proposal.model_validate(state["proposal"])
+        impl: UnitImplementation = self.coder.implement(proposal, Design.model_construct(**_construct(draft)),
+                                                        unit, state.get("last_error"))
+        units = dict(draft["units"])
+        units[impl.name] = UnitSpec(role=impl.role, source=impl.source, children=dict(impl.children),
+                                    hparams=dict(impl.hparams)).model_dump(mode="json")
+        target = unit.replaces or (unit.name if unit.name != impl.name else None)
+        if target and target != impl.name:
+            for spec in units.values():
+                spec["children"] = {s: (impl.name if c == target else c) for s, c in spec["children"].items()}
+            if draft["root"] == target:
+                draft["root"] = impl.name
+        draft["units"] = units
+        return {"draft": draft, "plan_index": index + 1}
+
+    def _after_implement(self, state: FlowState) -> str:
+        return "implement" if state.get("plan_index", 0) < len(state.get("plan", [])) else "check"
+
+    def _node_check(self, state: FlowState) -> dict[str, Any]:
+        attempts = state.get("check_attempts", 0) + 1
+        try:
+            design = Design.model_validate(_prune(state["draft"]))
+        except ValidationError as exc:
+            error = f"design {state['draft'].get('name')}: {exc.errors()[0]['msg']}"
+            return self._failed_check(state, attempts, error, None)
+        report = self.check_fn(design, self.config.check_scale)
+        report_dict = report.model_dump(mode="json")
+        if report.passed:
+            return {"draft": design.model_dump(mode="json"), "check": report_dict, "check_attempts": attempts,
+                    "status": "checked", "last_error": None}
+        return self._failed_check(state, attempts, report.first_error or "check failed", report_dict)
+
+    def _failed_check(self, state: FlowState, attempts: int, error: str,
+                      report: dict[str, Any] | None) -> dict[str, Any]:
+        tries = state.get("debug_tries", 0)
+        update: dict[str, Any] = {"check": report, "check_attempts": attempts, "last_error": error}
+        if tries >= self.config.max_debug_tries:
+            return {**update, "status": "failed"}
+        plan = [UnitPlan.model_validate(u) for u in state.get("plan", [])]
+        culprit = _culprit(error, plan, state["draft"])
+        return {**update, "status": "debugging", "debug_tries": tries + 1,
+                "plan": [culprit.model_dump(mode="json")], "plan_index": 0}
+
+    def _after_check(self, state: FlowState) -> str:
+        return "implement" if state["status"] == "debugging" else "commit"
+
+    def _node_commit(self, state: FlowState) -> dict[str, Any]:
+        proposal = Proposal.model_validate(state["proposal"])
+        reviews = [Review.model_validate(r) for r in state.get("reviews", [])]
+        failed = state["status"] == "failed"
+        try:
+            design = Design.model_validate(_prune(state["draft"]))
+        except ValidationError:
+            return {"status": "failed", "committed": None}
+        record = self.tree.add_design(design, proposal=proposal, reviews=reviews, check=state.get("check"),
+                                      operator=proposal.operator)
+        return {"status": "failed" if failed else "committed", "committed": record.name}
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _design(self, name: str) -> Design:
+        return self.tree.get_design(name).design
+
+    @staticmethod
+    def _outcome(thread_id: str, state: dict[str, Any]) -> DesignOutcome:
+        proposal = state.get("proposal") or {}
+        return DesignOutcome(thread_id=thread_id, status=state.get("status", "rejected"),
+                             design=state.get("committed"), operator=proposal.get("operator"),
+                             parents=list(state.get("parents", [])),
+                             review_rounds=state.get("review_round", 0),
+                             check_attempts=state.get("check_attempts", 0), error=state.get("last_error"))
+
+
+def _design_name(title: str, parent: str, salt: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:32] or "design"
+    return f"{parent}-{slug}-{hashlib.sha256(salt.encode()).hexdigest()[:6]}"
+
+
+def _construct(draft: dict[str, Any]) -> dict[str, Any]:
+    units = {n: UnitSpec.model_construct(**u) for n, u in draft.get("units", {}).items()}
+    return {**draft, "units": units}
+
+
+def _children_first(units: list[UnitPlan]) -> list[UnitPlan]:
+    """Order planned units so that every unit comes after the planned units it calls."""
+    by_name = {u.name: u for u in units}
+    order: list[UnitPlan] = []
+
+    def visit(u: UnitPlan, stack: tuple[str, ...]) -> None:
+        if u in order or u.name in stack:
+            return
+        for child in u.children.values():
+            if child in by_name:
+                visit(by_name[child], stack + (u.name,))
+        order.append(u)
+
+    for u in units:
+        visit(u, ())
+    return order
+
+
+def _prune(draft: dict[str, Any]) -> dict[str, Any]:
+    """Drop units no longer reachable from the root (e.g. ones a new unit replaced)."""
+    units = draft.get("units", {})
+    seen: set[str] = set()
+    stack = [draft.get("root")]
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in units:
+            continue
+        seen.add(name)
+        stack.extend(units[name].get("children", {}).values())
+    return {**draft, "units": {n: u for n, u in units.items() if n in seen}}
+
+
+def _culprit(error: str, plan: list[UnitPlan], draft: dict[str, Any]) -> UnitPlan:
+    """The unit a check error points at: a named unit if the error names one, else the last planned."""
+    units = draft.get("units", {})
+    for name in sorted(units, key=len, reverse=True):
+        if re.search(rf"\b{re.escape(name)}\b", error):
+            spec = units[name]
+            return UnitPlan(name=name, role=spec["role"], description=f"fix unit {name}: {error}",
+                            children=dict(spec.get("children", {})))
+    if plan:
+        return plan[-1]
+    root = draft["root"]
+    return UnitPlan(name=root, role=units[root]["role"], description=f"fix: {error}",
+                    children=dict(units[root].get("children", {})))

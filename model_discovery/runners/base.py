@@ -1,0 +1,63 @@
+"""The runner interface: where verification work executes (this machine, a Ray cluster, Beaker)."""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_discovery.config import VerifyOptions
+from model_discovery.gau.design import Design
+
+
+class VerifyJob(BaseModel):
+    """One verification: train + evaluate ``design`` at rung ``scale``, results in ``out_dir``."""
+
+    model_config = ConfigDict(extra="forbid")
+    design: Design
+    scale: str
+    out_dir: str
+    options: VerifyOptions = Field(default_factory=VerifyOptions)
+
+    @property
+    def key(self) -> str:
+        return f"{self.design.name}@{self.scale}"
+
+
+def execute_job(job: VerifyJob) -> dict[str, Any]:
+    """Run one job on this machine and return the result record as a JSON dict.
+
+    This is the single entry point every runner ends in (locally, in a Ray task, in a Beaker
+    container); the design's code itself runs inside the verifier's sandboxed subprocess.
+    """
+    from model_discovery.verify import verify_design
+
+    opts = job.options
+    Path(job.out_dir).mkdir(parents=True, exist_ok=True)
+    result = verify_design(job.design, job.scale, job.out_dir, eval=opts.eval, probes=opts.probes,
+                           wandb=opts.wandb, train_tokens=opts.train_tokens)
+    return result.model_dump(mode="json")
+
+
+class Runner(abc.ABC):
+    """Submits verification jobs and collects their result records."""
+
+    name: str = "runner"
+
+    @abc.abstractmethod
+    def submit(self, job: VerifyJob) -> str:
+        """Start ``job``; return an id for :meth:`wait`."""
+
+    @abc.abstractmethod
+    def wait(self, job_id: str, timeout_s: float | None = None) -> dict[str, Any]:
+        """Block until the job ends; return its result record (a failed run is a record too)."""
+
+    def run(self, jobs: list[VerifyJob]) -> list[dict[str, Any]]:
+        """Submit every job, then wait for all, in order."""
+        ids = [self.submit(job) for job in jobs]
+        return [self.wait(i) for i in ids]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (connections, clusters)."""

@@ -1,0 +1,46 @@
+"""SystemConfig: YAML round-trip, the shipped example, and one-line errors naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model_discovery.config import ConfigError, SystemConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_example_loads_and_round_trips(tmp_path: Path) -> None:
+    cfg = SystemConfig.load(REPO / "etc" / "system.yaml")
+    assert cfg.ladder == ["micro"] and cfg.selector == "evolutionary"
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg.to_yaml())
+    assert SystemConfig.load(path) == cfg
+
+
+def test_default_tree_url_is_sqlite_in_run_dir(tmp_path: Path) -> None:
+    cfg = SystemConfig(run_dir=tmp_path)
+    assert cfg.resolved_tree_url == f"sqlite:///{tmp_path.resolve() / 'tree.sqlite'}"
+    assert cfg.budget("micro") == 1000 and SystemConfig(budgets={"micro": 3}).budget("micro") == 3
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("selector: clever\n", "selector"),
+    ("flow: {max_review_rounds: 0}\n", "flow.max_review_rounds"),
+    ("stepz: 3\n", "stepz"),
+])
+def test_bad_config_names_file_and_field(tmp_path: Path, text: str, field: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        SystemConfig.load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: field {field}:") and "\n" not in message
+
+
+def test_unreadable_yaml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("ladder: [micro\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: cannot read config"):
+        SystemConfig.load(path)
