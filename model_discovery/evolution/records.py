@@ -1,0 +1,160 @@
+"""Pydantic records returned by :class:`~model_discovery.evolution.tree.EvolutionTree`.
+
+Every query returns these plain, JSON-serialisable objects; ORM rows stay inside the store.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_discovery.agents.types import Proposal, Review
+from model_discovery.gau.design import Design
+
+DesignStatus = Literal["proposed", "checked", "failed", "verified"]
+STATUSES: tuple[str, ...] = ("proposed", "checked", "failed", "verified")
+EdgeKind = Literal["parent", "reference"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DesignRecord(_Record):
+    """A design as stored: the design itself plus its place in the tree."""
+
+    name: str
+    fingerprint: str
+    design: Design
+    status: str
+    created_at: datetime
+    summary: str = ""
+    operator: str = ""
+    generation: int = 0
+    parents: list[str] = Field(default_factory=list)
+    references: list[str] = Field(default_factory=list)
+
+    @property
+    def is_seed(self) -> bool:
+        """Seeds are the roots of the tree: designs with no parent."""
+        return not self.parents
+
+
+class UnitRecord(_Record):
+    """One unit of one stored design."""
+
+    design: str
+    name: str
+    role: str
+    source_hash: str
+
+
+class UnitUsage(_Record):
+    """A distinct unit implementation (name, role, normalised source) and where it is used."""
+
+    name: str
+    role: str
+    source_hash: str
+    n_designs: int
+    first_design: str
+
+
+class EdgeRecord(_Record):
+    child: str
+    parent: str
+    kind: EdgeKind
+
+
+class ProposalRecord(_Record):
+    design: str
+    proposal: Proposal
+    created_at: datetime
+
+
+class ReviewRecord(_Record):
+    design: str
+    review: Review
+    rating: float
+    accept: bool
+    created_at: datetime
+
+
+class CheckRecord(_Record):
+    """A checker report (stored as JSON) with its verdict and duration."""
+
+    design: str
+    report: dict[str, Any]
+    passed: bool
+    seconds: float
+    created_at: datetime
+
+
+class ResultRecord(_Record):
+    """One verification of one design at one rung of the ladder."""
+
+    design: str
+    scale: str
+    record: dict[str, Any]
+    fitness: float | None
+    status: str
+    created_at: datetime
+
+
+class LeaseRecord(_Record):
+    design: str
+    scale: str
+    owner: str
+    expires_at: datetime
+    expired: bool
+
+
+class LeaderboardRow(_Record):
+    rank: int
+    design: str
+    scale: str
+    value: float | None
+    fitness: float | None
+    status: str
+    operator: str
+    generation: int
+
+
+class Lineage(_Record):
+    """A design with all its ancestors and descendants (through parent edges)."""
+
+    design: str
+    ancestors: list[str]
+    descendants: list[str]
+    edges: list[EdgeRecord]
+
+
+class GraphNode(_Record):
+    name: str
+    status: str
+    operator: str
+    generation: int
+    seed: bool
+    best_scale: str | None = None
+    fitness: float | None = None
+
+
+class Graph(_Record):
+    """Plain nodes and edges for plotting (no graph library needed)."""
+
+    nodes: list[GraphNode]
+    edges: list[EdgeRecord]
+
+
+class TreeStats(_Record):
+    designs: int
+    by_status: dict[str, int]
+    by_operator: dict[str, int]
+    seeds: int
+    units: int
+    distinct_units: int
+    edges: int
+    results_by_scale: dict[str, int]
+    leases_by_scale: dict[str, int]
+    max_generation: int
