@@ -1,0 +1,28 @@
+"""Short causal depthwise convolution in front of a sequence mixer (as in Mamba, H3, RetNet variants).
+
+The convolution mixes each channel over the last ``kernel_size`` positions (left padding only, so
+it stays causal) and starts as the identity, so wrapping a mixer does not disturb it at init.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model_discovery.gau.runtime import GAUBase
+
+SLOT_ROLES = {"mixer": "mixer"}
+
+
+class ShortConvPrefix(GAUBase):
+    def __init__(self, d_model, block_loc, ctx=None, kernel_size: int = 4):
+        super().__init__(d_model, block_loc, ctx)
+        self.kernel_size = int(kernel_size)
+        self.conv_weight = nn.Parameter(torch.zeros(d_model, 1, self.kernel_size))
+        with torch.no_grad():
+            self.conv_weight[:, 0, -1] = 1.0
+        self.mixer = self.build_child("mixer")
+
+    def _forward(self, X, **Z):
+        h = F.pad(X.transpose(1, 2), (self.kernel_size - 1, 0))
+        h = F.conv1d(h, self.conv_weight, groups=self.d_model).transpose(1, 2)
+        return self.mixer(h, **Z)
