@@ -1,0 +1,67 @@
+"""Build role agents from specs.
+
+    specs = load_agent_specs()                         # etc/agent_spec/*.yaml
+    ledger = UsageLedger()
+    agents = build_agents(specs, ledger=ledger, knowledge=KnowledgeEngine())
+    proposal = agents["proposer"].propose(parents, refs, [], [])
+
+LLM specs become ``LLMProposer`` / ``LLMReviewer`` / ``LLMPlanner`` / ``LLMCoder`` /
+``LLMObserver`` over an OpenAI or Anthropic backend; symbolic specs (and LLM specs without an API
+key or base URL, see :func:`~model_discovery.agents.spec.resolve_provider`) become the symbolic
+agents of :mod:`model_discovery.agents.symbolic`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from model_discovery.agents.llm import make_backend
+from model_discovery.agents.roles import LLMCoder, LLMObserver, LLMPlanner, LLMProposer, LLMReviewer
+from model_discovery.agents.spec import AgentSpec, AgentSpecError, resolve_provider
+from model_discovery.agents.usage import UsageLedger
+from model_discovery.knowledge import KnowledgeEngine
+
+LLM_ROLE_CLASSES: dict[str, type] = {"proposer": LLMProposer, "reviewer": LLMReviewer,
+                                     "planner": LLMPlanner, "coder": LLMCoder, "observer": LLMObserver}
+
+
+def _symbolic_agent(spec: AgentSpec, **kwargs: Any) -> Any:
+    """The symbolic agent for ``spec.role``: ``symbolic.build_symbolic_agent(spec, **kwargs)`` when
+    the package provides it, else its ``Symbolic<Role>`` class."""
+    mod = importlib.import_module("model_discovery.agents.symbolic")
+    builder = getattr(mod, "build_symbolic_agent", None)
+    if callable(builder):
+        return builder(spec, **kwargs)
+    cls = getattr(mod, f"Symbolic{spec.role.capitalize()}", None)
+    if cls is None:
+        raise AgentSpecError(f"{spec.source_path or spec.role}: field provider: no symbolic "
+                             f"{spec.role} is available (model_discovery.agents.symbolic)")
+    params = inspect.signature(cls).parameters
+    accepted = {k: v for k, v in {"spec": spec, **kwargs}.items() if k in params}
+    return cls(**accepted)
+
+
+def build_agent(spec: AgentSpec, *, ledger: UsageLedger | None = None,
+                knowledge: KnowledgeEngine | None = None, env: Mapping[str, str] | None = None,
+                sleep: Callable[[float], None] = time.sleep, **symbolic_kwargs: Any) -> Any:
+    """The agent for one spec, after :func:`resolve_provider` (offline fallback to symbolic)."""
+    spec = resolve_provider(spec, env)
+    if spec.provider == "symbolic":
+        return _symbolic_agent(spec, **symbolic_kwargs)
+    backend = make_backend(spec, ledger=ledger, sleep=sleep, env=env)
+    cls = LLM_ROLE_CLASSES[spec.role]
+    return cls(backend, knowledge=knowledge)
+
+
+def build_agents(specs: Mapping[str, AgentSpec], *, ledger: UsageLedger | None = None,
+                 knowledge: KnowledgeEngine | None = None, env: Mapping[str, str] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, **symbolic_kwargs: Any) -> dict[str, Any]:
+    """One agent per role; all LLM agents share ``ledger`` (a new one when not given)."""
+    ledger = ledger if ledger is not None else UsageLedger()
+    return {role: build_agent(spec, ledger=ledger, knowledge=knowledge, env=env, sleep=sleep,
+                              **symbolic_kwargs)
+            for role, spec in specs.items()}
