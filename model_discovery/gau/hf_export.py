@@ -1,0 +1,250 @@
+"""Export a design (and optionally trained weights and a tokenizer) as a Hugging Face model folder.
+
+The folder loads with ``transformers`` alone (no ``model_discovery`` install)::
+
+    model = AutoModelForCausalLM.from_pretrained(out_dir, trust_remote_code=True)
+    model.generate(input_ids, max_new_tokens=8, do_sample=False)
+
+Layout written by :func:`export_hf`::
+
+    config.json               ModisConfig fields + auto_map to the two code files below
+    configuration_modis.py    ModisConfig(PretrainedConfig)
+    modeling_modis.py         ModisForCausalLM(PreTrainedModel, GenerationMixin) around DesignLM
+    gau_design.py             the compiled, self-contained design module (compile_design)
+    model.safetensors         weights under ``model.``; the tied head is stored once (embedding)
+    generation_config.json    greedy defaults, no KV cache (the model recomputes every step)
+    design.json               the design itself, for provenance
+    tokenizer files           when a ``tokenizers.Tokenizer`` is given (PreTrainedTokenizerFast)
+
+Exporting builds the design's LM in this process (to produce or validate the weights), which
+runs design code: export only designs that passed the sandboxed checks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from model_discovery.gau.compose import build_lm, compile_design
+from model_discovery.gau.design import Design, DesignError
+from model_discovery.gau.scales import ScaleConfig
+
+MODEL_TYPE = "modis"
+DESIGN_MODULE = "gau_design"
+EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
+TIED_HEAD_KEY = "lm_head.weight"
+EMBEDDING_KEY = "wte.weight"
+
+CONFIGURATION_SOURCE = '''"""Configuration of an exported model_discovery design (GAU tree)."""
+
+from transformers import PretrainedConfig
+
+
+class ModisConfig(PretrainedConfig):
+    """Scale of the design's LM: width, depth, context and vocabulary; the design is code."""
+
+    model_type = "modis"
+
+    def __init__(self, design_name: str = "design", fingerprint: str = "", scale_name: str = "",
+                 d_model: int = 64, n_block: int = 2, context_len: int = 128, vocab_size: int = 2048,
+                 tie_word_embeddings: bool = True, use_cache: bool = False, **kwargs):
+        self.design_name = design_name
+        self.fingerprint = fingerprint
+        self.scale_name = scale_name
+        self.d_model = d_model
+        self.hidden_size = d_model
+        self.n_block = n_block
+        self.num_hidden_layers = n_block
+        self.context_len = context_len
+        self.max_position_embeddings = context_len
+        self.vocab_size = vocab_size
+        self.use_cache = use_cache
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+'''
+
+MODELING_SOURCE = '''"""Causal LM wrapper of an exported model_discovery design (the design lives in gau_design.py)."""
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput
+
+from .configuration_modis import ModisConfig
+from .gau_design import build_lm
+
+
+class ModisForCausalLM(PreTrainedModel, GenerationMixin):
+    """``self.model`` is the design's DesignLM: embedding -> blocks -> RMSNorm -> tied head.
+
+    There is no KV cache: every generation step recomputes the (context-clipped) prefix.
+    """
+
+    config_class = ModisConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    _tied_weights_keys = {"model.lm_head.weight": "model.wte.weight"}
+    _supports_cache_class = False
+
+    def __init__(self, config: ModisConfig) -> None:
+        super().__init__(config)
+        # Built on a real device even inside from_pretrained's meta-device context, so that
+        # buffers a unit computes in __init__ hold real values; loaded weights overwrite params.
+        with torch.device("cpu"):
+            self.model = build_lm(config.d_model, config.n_block, config.vocab_size, config.context_len)
+        self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        """Units initialise themselves in their constructors; nothing to redo here."""
+
+    def get_input_embeddings(self) -> torch.nn.Embedding:
+        return self.model.wte
+
+    def set_input_embeddings(self, value: torch.nn.Embedding) -> None:
+        self.model.wte = value
+
+    def get_output_embeddings(self) -> torch.nn.Linear:
+        return self.model.lm_head
+
+    def set_output_embeddings(self, value: torch.nn.Linear) -> None:
+        self.model.lm_head = value
+
+    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, **kwargs: Any) -> dict:
+        return {"input_ids": input_ids[:, -self.config.context_len:]}
+
+    def forward(self, input_ids: torch.LongTensor, attention_mask: Optional[torch.Tensor] = None,
+                labels: Optional[torch.LongTensor] = None, return_dict: Optional[bool] = None,
+                **kwargs: Any) -> CausalLMOutput:
+        """Logits for every position; with ``labels`` also the shifted next-token loss.
+
+        ``attention_mask`` is accepted for API compatibility; designs attend causally over all
+        given tokens, so left padding is not supported.
+        """
+        logits = self.model(input_ids)
+        loss = None
+        if labels is not None:
+            shift_logits = logits[:, :-1].float().reshape(-1, logits.size(-1))
+            loss = F.cross_entropy(shift_logits, labels[:, 1:].reshape(-1), ignore_index=-100)
+        return CausalLMOutput(loss=loss, logits=logits)
+'''
+
+
+def export_hf(design: Design, scale: ScaleConfig, out_dir: str | Path,
+              state_dict: Mapping[str, torch.Tensor] | None = None, vocab_size: int | None = None,
+              tokenizer: Any | None = None) -> Path:
+    """Write a Hugging Face model folder for ``design`` at ``scale`` and return its path.
+
+    ``state_dict`` holds :class:`DesignLM` weights (keys like ``wte.weight``, ``blocks.0....``;
+    a ``model.`` prefix is accepted); without it the freshly initialised LM is exported.
+    ``vocab_size`` defaults to the embedding rows of ``state_dict``, else the tokenizer's
+    vocabulary, else the rung's. ``tokenizer`` is a ``tokenizers.Tokenizer``; it is saved as a
+    ``PreTrainedTokenizerFast`` and its end-of-text token becomes ``eos_token_id``.
+
+    Raises :class:`DesignError` naming the offending key when the weights do not fit the design.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = _strip_prefix(state_dict) if state_dict is not None else None
+    vocab = _resolve_vocab(weights, tokenizer, vocab_size, scale)
+
+    model = build_lm(design, scale, vocab_size=vocab)
+    expected = model.state_dict()
+    if weights is None:
+        weights = {k: v.detach() for k, v in expected.items()}
+    _check_weights(design, weights, expected)
+
+    tensors = {f"model.{k}": v.detach().to("cpu").contiguous().clone()
+               for k, v in weights.items() if k != TIED_HEAD_KEY}
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+    (out / f"{DESIGN_MODULE}.py").write_text(compile_design(design))
+    (out / "configuration_modis.py").write_text(CONFIGURATION_SOURCE)
+    (out / "modeling_modis.py").write_text(MODELING_SOURCE)
+    (out / "design.json").write_text(design.to_json())
+
+    special = _save_tokenizer(tokenizer, out) if tokenizer is not None else {}
+    config = _config_dict(design, scale, vocab, special)
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    generation = {"do_sample": False, "use_cache": False,
+                  **{k: v for k, v in special.items() if k in ("eos_token_id", "bos_token_id", "pad_token_id")}}
+    (out / "generation_config.json").write_text(json.dumps(generation, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def _strip_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    keys = list(state_dict)
+    if keys and all(k.startswith("model.") for k in keys):
+        return {k[len("model."):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def _resolve_vocab(weights: Mapping[str, torch.Tensor] | None, tokenizer: Any | None,
+                   vocab_size: int | None, scale: ScaleConfig) -> int:
+    if vocab_size is not None:
+        return int(vocab_size)
+    if weights is not None and EMBEDDING_KEY in weights:
+        return int(weights[EMBEDDING_KEY].shape[0])
+    if tokenizer is not None:
+        return int(tokenizer.get_vocab_size())
+    return scale.vocab_size
+
+
+def _check_weights(design: Design, weights: Mapping[str, torch.Tensor],
+                   expected: Mapping[str, torch.Tensor]) -> None:
+    missing = sorted(set(expected) - set(weights) - {TIED_HEAD_KEY})
+    unexpected = sorted(set(weights) - set(expected))
+    if missing:
+        raise DesignError(f"design {design.name}: state_dict lacks key {missing[0]!r} "
+                          f"({len(missing)} missing)")
+    if unexpected:
+        raise DesignError(f"design {design.name}: state_dict has unexpected key {unexpected[0]!r} "
+                          f"({len(unexpected)} unexpected)")
+    for key, ref in expected.items():
+        if key in weights and tuple(weights[key].shape) != tuple(ref.shape):
+            raise DesignError(f"design {design.name}: state_dict key {key!r} has shape "
+                              f"{tuple(weights[key].shape)}, expected {tuple(ref.shape)}")
+
+
+def _save_tokenizer(tokenizer: Any, out: Path) -> dict[str, Any]:
+    """Save ``tokenizer`` as PreTrainedTokenizerFast; return the special-token ids found."""
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = tokenizer.get_vocab()
+    eos = next((t for t in EOS_CANDIDATES if t in vocab), None)
+    kwargs: dict[str, str] = {}
+    if eos is not None:
+        kwargs = {"eos_token": eos, "bos_token": eos, "pad_token": eos}
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **kwargs)
+    fast.save_pretrained(str(out))
+    if eos is None:
+        return {}
+    return {"eos_token_id": vocab[eos], "bos_token_id": vocab[eos], "pad_token_id": vocab[eos]}
+
+
+def _config_dict(design: Design, scale: ScaleConfig, vocab: int, special: dict[str, Any]) -> dict[str, Any]:
+    import transformers
+
+    return {
+        "model_type": MODEL_TYPE,
+        "architectures": ["ModisForCausalLM"],
+        "auto_map": {"AutoConfig": "configuration_modis.ModisConfig",
+                     "AutoModelForCausalLM": "modeling_modis.ModisForCausalLM"},
+        "design_name": design.name,
+        "fingerprint": design.fingerprint(),
+        "scale_name": scale.name,
+        "d_model": scale.d_model,
+        "n_block": scale.n_block,
+        "context_len": scale.context_len,
+        "vocab_size": vocab,
+        "tie_word_embeddings": True,
+        "use_cache": False,
+        "dtype": "float32",
+        "transformers_version": transformers.__version__,
+        **special,
+    }
