@@ -70,6 +70,8 @@ class ReviewContext(BaseModel):
     known_fingerprints: set[str] = Field(default_factory=set, description="designs already in the tree")
     scale: ScaleConfig | None = None
     knowledge: list[str] = Field(default_factory=list)
+    known_designs: list[Design] = Field(
+        default_factory=list, description="other designs in the tree (e.g. nearest by lineage), for novelty")
 
 
 AgentRole = Literal["proposer", "reviewer", "planner", "coder", "observer"]
