@@ -41,6 +41,7 @@ class Edit:
     draft: Draft
     change: str
     changed: list[str] = field(default_factory=list)  # names of new or edited units
+    replaced: dict[str, str] = field(default_factory=dict)  # new unit -> unit whose slot it took
 
 
 def _slot_label(parent: str, slot: str) -> str:
@@ -119,7 +120,7 @@ def swap(rng: random.Random, a: Design, b: Design | None = None, roles: tuple[st
                 continue
         draft.set_child(parent, slot, new)
         draft.gc()
-        return Edit(draft, f"swap {_slot_label(parent, slot)}: {child} -> {new}", [new])
+        return Edit(draft, f"swap {_slot_label(parent, slot)}: {child} -> {new}", [new], {new: child})
     raise NotApplicable("no slot has an alternative unit of its role")
 
 
@@ -200,7 +201,7 @@ def insert(rng: random.Random, a: Design, b: Design | None = None) -> Edit:
         draft.gc()
         extra = ", ".join(f"{s}={c}" for s, c in children.items() if s != primary)
         return Edit(draft, f"insert {w.name} around {child} at {_slot_label(parent, slot)}"
-                    + (f" ({extra})" if extra else ""), [new])
+                    + (f" ({extra})" if extra else ""), [new], {new: child})
     raise NotApplicable("no combinator could be wired")
 
 
@@ -244,7 +245,7 @@ def interleave(rng: random.Random, a: Design, b: Design | None = None) -> Edit:
     new = draft.add_catalogue_unit(unit, {"even": draft.root, "odd": odd})
     even = draft.root
     draft.root = new
-    return Edit(draft, f"interleave layers: even {even} (from {a.name}), odd {odd} (from {label})", [new])
+    return Edit(draft, f"interleave layers: even {even} (from {a.name}), odd {odd} (from {label})", [new], {new: even})
 
 
 def crossover(rng: random.Random, a: Design, b: Design | None = None) -> Edit:
@@ -268,7 +269,7 @@ def crossover(rng: random.Random, a: Design, b: Design | None = None) -> Edit:
             trial.set_child(parent, slot, new)
             trial.gc()
             return Edit(trial, f"crossover {_slot_label(parent, slot)}: {child} -> {new} (from {b.name})",
-                        [n for n in trial.subtree(new) if n not in before])
+                        [n for n in trial.subtree(new) if n not in before], {new: child})
     raise NotApplicable(f"{b.name} has no unit that differs from {a.name}'s in a shared role")
 
 
