@@ -1,1 +1,15 @@
-"""check package."""
+"""Checker: static checks of a design, then dynamic checks inside a sandboxed subprocess.
+
+``run_checks(design, scale) -> CheckReport``; ``format_report(report)``; ``check_command(ref, scale)``
+for the CLI; ``sandbox.run_sandboxed(target, payload, limits) -> SandboxOutcome`` for any trusted
+code that must execute untrusted design code (the verifier uses it too).
+"""
+
+from model_discovery.check.checks import (ReferenceFigures, check_command, reference_figures, run_checks,
+                                          static_checks)
+from model_discovery.check.report import CheckConfig, CheckReport, CheckResult, format_report
+from model_discovery.check.sandbox import SandboxLimits, SandboxOutcome, SandboxViolation, run_sandboxed
+
+__all__ = ["run_checks", "static_checks", "check_command", "format_report", "reference_figures",
+           "ReferenceFigures", "CheckConfig", "CheckReport", "CheckResult", "SandboxLimits", "SandboxOutcome",
+           "SandboxViolation", "run_sandboxed"]

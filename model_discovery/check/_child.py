@@ -1,0 +1,114 @@
+"""Entry point of the sandboxed child: ``python -I -m model_discovery.check._child JOB FD``.
+
+Order matters: limits -> import and warm up the trusted target -> lock down -> call the target.
+Every message to the parent is one JSON line on the inherited descriptor ``FD``; the last one is
+``{"event": "final", "kind": ..., "result": ..., "error": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import threading
+import traceback
+from typing import Any
+
+_FD: int | None = None
+_LOCK = threading.Lock()
+
+
+def send(message: dict[str, Any]) -> None:
+    """Write one JSON line to the parent (no-op when not running as the sandbox child)."""
+    if _FD is None:
+        return
+    data = (json.dumps(message, default=str) + "\n").encode()
+    with _LOCK:
+        view = memoryview(data)
+        while view:
+            written = os.write(_FD, view)
+            view = view[written:]
+
+
+def _set_limits(job: dict[str, Any]) -> None:
+    def lower(which: int, value: int) -> None:
+        soft, hard = resource.getrlimit(which)
+        new_hard = value if hard == resource.RLIM_INFINITY else min(hard, value)
+        resource.setrlimit(which, (min(value, new_hard), new_hard))
+
+    lower(resource.RLIMIT_AS, int(job["address_space_bytes"]))
+    cpu = int(job["cpu_time_s"]) + 1
+    # soft limit sends SIGXCPU, the hard limit a few seconds later SIGKILL
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    lower(resource.RLIMIT_FSIZE, int(job["max_file_bytes"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _is_memory_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
+def main(argv: list[str]) -> int:
+    global _FD
+    # run as __main__: make `from model_discovery.check import _child` find this very module
+    sys.modules["model_discovery.check._child"] = sys.modules[__name__]
+    job_path, fd = argv[1], int(argv[2])
+    _FD = fd
+    sys.dont_write_bytecode = True
+    with open(job_path) as fh:
+        job = json.load(fh)
+    _set_limits(job)
+    module_name, func_name = job["target"].split(":", 1)
+    try:
+        import importlib
+
+        module = importlib.import_module(module_name)
+        func = getattr(module, func_name)
+        warmup = getattr(module, "sandbox_warmup", None)
+        if callable(warmup):
+            warmup(job["threads"])
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        send({"event": "final", "kind": "exception", "result": None,
+              "error": f"sandbox target {job['target']} failed to load: {_one_line(exc)}"})
+        traceback.print_exc()
+        return 1
+
+    from model_discovery.check import policy
+
+    policy.install(job["writable_dirs"], job["allowed_imports"], job["allow_network"])
+    kind, result, error = "ok", None, None
+    try:
+        result = func(job["payload"])
+        if not isinstance(result, dict):
+            kind, error = "exception", f"sandbox target returned {type(result).__name__}, expected dict"
+            result = None
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+        traceback.print_exc()
+        if isinstance(exc, policy.SandboxViolation):
+            kind, error = "violation", str(exc)
+        elif _is_memory_error(exc):
+            kind, error = "memory", f"memory allocation failed: {_one_line(exc)}"
+        else:
+            kind, error = "exception", _one_line(exc)
+    if policy.VIOLATIONS:
+        kind, error = "violation", policy.VIOLATIONS[0]
+    try:
+        send({"event": "final", "kind": kind, "result": result, "error": error})
+    except (TypeError, ValueError) as exc:
+        send({"event": "final", "kind": "exception", "result": None,
+              "error": f"sandbox target result is not JSON-serialisable: {_one_line(exc)}"})
+    return 0
+
+
+if __name__ == "__main__":
+    code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,128 @@
+"""The sandbox child's lockdown: an audit hook that denies what untrusted code may not do.
+
+Installed by :mod:`model_discovery.check._child` after trusted modules are imported and warmed
+up. Denied for everyone after lockdown: sockets, process creation (fork, exec, spawn, system,
+``subprocess``), ``ctypes``, signals to other processes, raising resource limits, and writes or
+file-system mutations outside the writable directories. Denied only when the nearest non-import
+frame is untrusted code (compiled from a ``<untrusted:...>`` filename or living in a writable
+directory): imports outside the allowlist, ``exec``/``eval``/``compile``. Every denial is recorded
+so a design that swallows the exception is still reported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from model_discovery.check.sandbox import UNTRUSTED_FILENAME_PREFIX, SandboxViolation
+
+VIOLATIONS: list[str] = []
+
+_PROCESS_EVENTS = ("os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+                   "subprocess.Popen", "pty.spawn", "os.startfile", "_posixsubprocess", "os.setsid",
+                   "os.setpgid", "os.setuid", "os.setgid", "os.chroot")
+_PATH_EVENTS = {"os.remove": (0,), "os.unlink": (0,), "os.rmdir": (0,), "os.mkdir": (0,),
+                "os.rename": (0, 1), "os.replace": (0, 1), "os.link": (0, 1), "os.symlink": (1,),
+                "os.chmod": (0,), "os.chown": (0,), "os.truncate": (0,), "os.utime": (0,),
+                "os.chdir": (0,), "shutil.rmtree": (0,), "shutil.copyfile": (1,), "shutil.move": (1,),
+                "os.mkfifo": (0,), "os.mknod": (0,), "os.setxattr": (0,), "os.removexattr": (0,)}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+_IMPORT_MACHINERY = ("<frozen importlib", os.path.dirname(os.__file__) + os.sep + "importlib" + os.sep)
+
+
+def violation(message: str) -> None:
+    """Record a sandbox violation and raise :class:`SandboxViolation`."""
+    msg = f"sandbox violation: {message}"
+    VIOLATIONS.append(msg)
+    raise SandboxViolation(msg)
+
+
+class Policy:
+    """Audit-hook policy for one sandboxed child."""
+
+    def __init__(self, writable_dirs: list[str], allowed_imports: list[str], allow_network: bool) -> None:
+        self.writable = tuple(os.path.realpath(d).rstrip(os.sep) + os.sep for d in writable_dirs)
+        self.allowed = frozenset(allowed_imports)
+        self.allow_network = allow_network
+        self.own_file = __file__
+        self.active = True
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _is_writable(self, path: Any) -> bool:
+        if isinstance(path, int):
+            return True  # an already open descriptor
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, (str, os.PathLike)):
+            return False
+        real = os.path.realpath(os.fspath(path))
+        if real in ("/dev/null",):
+            return True
+        return (real + os.sep).startswith(self.writable)
+
+    def _untrusted_caller(self) -> str | None:
+        """Filename of the nearest non-import-machinery frame if it is untrusted code."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            fname = frame.f_code.co_filename
+            if fname != self.own_file and not fname.startswith(_IMPORT_MACHINERY):
+                if fname.startswith(UNTRUSTED_FILENAME_PREFIX) or (fname + os.sep).startswith(self.writable):
+                    return fname
+                return None
+            frame = frame.f_back
+        return None
+
+    # -- the hook -------------------------------------------------------------------------------
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if not self.active:
+            return
+        if event == "open":
+            path, mode, flags = (tuple(args) + (None, None, None))[:3]
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and bool(flags & _WRITE_FLAGS))
+            if writing and not self._is_writable(path):
+                violation(f"write outside the writable directories: {os.fsdecode(path) if isinstance(path, (str, bytes)) else path!r}")
+            return
+        if event in _PATH_EVENTS:
+            for i in _PATH_EVENTS[event]:
+                if i < len(args) and args[i] is not None and not self._is_writable(args[i]):
+                    target = args[i]
+                    violation(f"{event} outside the writable directories: "
+                              f"{os.fsdecode(target) if isinstance(target, (str, bytes)) else target!r}")
+            return
+        if event.startswith("socket."):
+            if not self.allow_network:
+                violation(f"network access is not allowed ({event})")
+            return
+        if event.startswith(_PROCESS_EVENTS):
+            violation(f"process creation is not allowed ({event})")
+        if event.startswith("ctypes."):
+            violation(f"ctypes is not allowed ({event})")
+        if event in ("os.kill", "os.killpg", "signal.pthread_kill"):
+            target = args[0] if args else None
+            if event == "os.kill" and target == os.getpid():
+                return
+            violation(f"signals to other processes are not allowed ({event} {target})")
+        if event == "resource.setrlimit":
+            violation("changing resource limits is not allowed")
+        if event == "import":
+            module = args[0] if args else ""
+            root = str(module).split(".")[0]
+            if root not in self.allowed:
+                caller = self._untrusted_caller()
+                if caller is not None:
+                    violation(f"import of {module!r} is not allowed (allowed: {', '.join(sorted(self.allowed))})")
+            return
+        if event in ("exec", "compile", "builtins.input", "sys.settrace", "sys.setprofile", "code.__new__",
+                     "function.__new__", "sys.addaudithook"):
+            caller = self._untrusted_caller()
+            if caller is not None:
+                violation(f"{event} is not allowed in design code")
+
+
+def install(writable_dirs: list[str], allowed_imports: list[str], allow_network: bool) -> Policy:
+    """Install the lockdown hook (irreversible for the life of the process)."""
+    policy = Policy(writable_dirs, allowed_imports, allow_network)
+    sys.addaudithook(policy)
+    return policy

@@ -1,0 +1,109 @@
+"""Check results, the check configuration, and the readable report table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CheckConfig(BaseModel):
+    """Knobs of the dynamic checks (defaults suit the ``micro`` rung on a CPU)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    forward_batch: int = Field(2, gt=0, description="batch of the forward/shape check")
+    causality_tol_fp64: float = Field(1e-9, gt=0, description="relative leak tolerance in float64")
+    causality_tol_fp32: float = Field(1e-4, gt=0, description="relative leak tolerance when float64 fails")
+    speed_batch: int = Field(8, gt=0, description="batch of the speed/memory measurement")
+    speed_iters: int = Field(3, gt=0, description="timed forward+backward passes (the minimum is kept)")
+    max_slowdown: float = Field(5.0, gt=1, description="fail when forward+backward is this many times slower than gpt2")
+    max_memory_ratio: float = Field(5.0, gt=1, description="fail when training memory is this many times gpt2's")
+    train_steps: int = Field(30, gt=0, description="AdamW steps of the effectiveness check")
+    train_batch: int = Field(8, gt=0)
+    min_rel_loss_drop: float = Field(0.1, ge=0, lt=1, description="held-out loss must fall by this fraction")
+    seed: int = 0
+
+
+class CheckResult(BaseModel):
+    """One check: its verdict, duration, measured figures, and a one-line message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    passed: bool
+    seconds: float = 0.0
+    figures: dict[str, Any] = Field(default_factory=dict)
+    message: str = ""
+
+
+class CheckReport(BaseModel):
+    """All checks of one design at one scale."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    design: str
+    scale: str
+    passed: bool
+    checks: list[CheckResult] = Field(default_factory=list)
+    first_error: str | None = Field(None, description="one actionable line: the first failing check")
+    total_seconds: float = 0.0
+
+    def get(self, name: str) -> CheckResult | None:
+        """The check called ``name``, if it ran."""
+        return next((c for c in self.checks if c.name == name), None)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed]
+
+
+def _fmt(value: Any, key: str = "") -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        if key.endswith("_bytes"):
+            return f"{value / 2**20:.1f}MiB"
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        if value == 0:
+            return "0"
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        if abs(value) >= 0.01:
+            return f"{value:.3g}"
+        return f"{value:.1e}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_fmt(v) for v in value[:4]) + (",…" if len(value) > 4 else "") + "]"
+    return str(value)
+
+
+# figures worth a column, per check, in order; the rest stay in the JSON report
+KEY_FIGURES: dict[str, tuple[str, ...]] = {
+    "parse": ("units",),
+    "build": ("build_s", "total_params"),
+    "params": ("non_embedding_params", "limits"),
+    "forward": ("shape",),
+    "causality": ("dtype", "max_logit_change", "grad_leak_ratio"),
+    "gradients": ("grad_norm", "zero_grad_params"),
+    "speed_memory": ("fwd_bwd_ms", "slowdown", "train_mem_bytes", "memory_ratio"),
+    "effectiveness": ("loss_before", "loss_after", "rel_drop"),
+}
+
+
+def format_report(report: CheckReport, width: int = 100) -> str:
+    """A readable table: check, PASS/FAIL, seconds, key figures; then the first error."""
+    verdict = "PASSED" if report.passed else "FAILED"
+    lines = [f"design {report.design} @ {report.scale}: {verdict} in {report.total_seconds:.1f} s", ""]
+    header = f"{'check':<14} {'result':<6} {'seconds':>8}  figures"
+    lines += [header, "-" * min(width, max(len(header), 60))]
+    for c in report.checks:
+        keys = KEY_FIGURES.get(c.name) or tuple(c.figures)[:4]
+        figs = "  ".join(f"{k}={_fmt(c.figures[k], k)}" for k in keys if k in c.figures)
+        row = f"{c.name:<14} {'pass' if c.passed else 'FAIL':<6} {c.seconds:>8.2f}  {figs}"
+        lines.append(row if len(row) <= width else row[: width - 1] + "…")
+    lines.append("")
+    lines.append(f"first error: {report.first_error}" if report.first_error else "all checks passed")
+    return "\n".join(lines)

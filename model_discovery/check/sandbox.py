@@ -1,0 +1,370 @@
+"""Run trusted code that executes untrusted design code inside a locked-down subprocess.
+
+:func:`run_sandboxed` spawns ``python -I -m model_discovery.check._child`` in its own process
+group, with a fresh environment, ``cwd``/``HOME``/``TMPDIR`` set to a fresh temporary directory
+and stdin closed. The child sets resource limits (address space, CPU time, file size, no core
+dumps), imports the trusted target module (``torch`` and friends) and lets it warm up, then
+installs an audit hook (:mod:`model_discovery.check.policy`) that denies network access, process
+creation, ``ctypes``, signals to other processes, raising resource limits, writes outside the
+writable directories, and imports/exec/compile from untrusted code outside the allowlist. Only
+then does it call the target with the payload. Results and progress events travel back as JSON
+lines over an inherited pipe.
+
+The parent enforces the wall-clock limit and an RSS watchdog (``psutil``), kills the whole
+process group on timeout or memory overrun, and never raises for child misbehaviour: it returns
+a :class:`SandboxOutcome` whose ``kind`` says what happened.
+
+Threat model: the process boundary, the OS resource limits and the parent's watchdog hold against
+any code; the audit hook and the restricted builtins (:func:`load_untrusted_module`) stop the
+accidental and the naive (a design that opens a socket, forks, writes files, shells out). Python
+audit hooks are not a boundary against code written to defeat them; run the checker inside a
+container or VM when designs come from an adversary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+from pydantic import BaseModel, ConfigDict, Field
+
+# Import roots that design (untrusted) code may use. Trusted code may import anything.
+DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = (
+    "torch", "math", "typing", "functools", "itertools", "collections", "dataclasses",
+    "operator", "abc", "enum", "numbers", "__future__",
+)
+UNTRUSTED_FILENAME_PREFIX = "<untrusted:"
+_RESULT_CAP_BYTES = 32 * 1024 * 1024
+_STDERR_TAIL_CHARS = 2000
+
+OutcomeKind = Literal["ok", "timeout", "memory", "crash", "violation", "exception"]
+
+
+class SandboxLimits(BaseModel):
+    """Resources and permissions of one sandboxed run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wall_time_s: float = Field(120.0, gt=0, description="wall-clock limit; the process group is killed after it")
+    cpu_time_s: float | None = Field(None, gt=0, description="RLIMIT_CPU; None: 2 x wall_time_s x threads")
+    memory_bytes: int = Field(4 * 2**30, gt=0, description="RSS limit enforced by the parent's watchdog")
+    address_space_bytes: int | None = Field(
+        None, gt=0, description="RLIMIT_AS (torch reserves much address space); None: 4 x memory_bytes + 8 GiB")
+    max_file_bytes: int = Field(1 * 2**30, gt=0, description="RLIMIT_FSIZE: largest file the child may write")
+    writable_dirs: list[Path] = Field(
+        default_factory=list, description="extra writable directories; the fresh work dir is always writable")
+    allowed_imports: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_IMPORTS),
+        description="import roots allowed to untrusted code (trusted modules may import anything)")
+    allow_network: bool = False
+    threads: int = Field(1, gt=0, description="OMP/MKL threads and torch intra-op threads")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables for the child")
+    poll_interval_s: float = Field(0.05, gt=0, description="watchdog sampling period")
+
+    def effective_cpu_time_s(self) -> float:
+        return self.cpu_time_s if self.cpu_time_s is not None else 2.0 * self.wall_time_s * self.threads + 30.0
+
+    def effective_address_space(self) -> int:
+        return self.address_space_bytes or (4 * self.memory_bytes + 8 * 2**30)
+
+
+class SandboxOutcome(BaseModel):
+    """What happened in one sandboxed run (never an exception for child misbehaviour)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool
+    kind: OutcomeKind
+    result: dict[str, Any] | None = None
+    error: str | None = Field(None, description="one line: what went wrong")
+    wall_s: float
+    peak_rss_bytes: int = 0
+    returncode: int | None = None
+    phase: str | None = Field(None, description="last progress phase the child reported")
+    events: list[dict[str, Any]] = Field(default_factory=list, description="progress events, in order")
+    stderr_tail: str = ""
+
+
+class SandboxViolation(PermissionError):
+    """Raised inside the child when code does something the sandbox forbids."""
+
+
+# --------------------------------------------------------------------------------------------
+# child-side helpers usable by trusted targets
+
+
+def report(event: dict[str, Any]) -> None:
+    """Send a progress event from inside the sandbox to the parent (no-op outside a sandbox)."""
+    from model_discovery.check import _child
+
+    _child.send({"event": "progress", **event})
+
+
+def load_untrusted_module(source: str, name: str, allowed_imports: list[str] | tuple[str, ...]) -> Any:
+    """Execute untrusted module source with restricted builtins; return the module.
+
+    The module's code gets its own ``__builtins__``: ``exec``, ``eval``, ``compile``, ``open``,
+    ``input`` and ``breakpoint`` are removed and ``__import__`` admits only ``allowed_imports``
+    roots (also for modules already imported elsewhere). Code is compiled with a filename
+    starting with :data:`UNTRUSTED_FILENAME_PREFIX`, which the child's audit hook uses to tell
+    untrusted frames from trusted ones. Call only inside the sandbox.
+    """
+    import builtins
+    import types
+
+    allowed = frozenset(allowed_imports)
+    real_import = builtins.__import__
+
+    def guarded_import(mod: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        root = mod.split(".")[0]
+        if level != 0 or root not in allowed:
+            from model_discovery.check import policy
+
+            policy.violation(f"import of {mod!r} is not allowed (allowed: {', '.join(sorted(allowed))})")
+        return real_import(mod, globals, locals, fromlist, level)
+
+    safe = dict(builtins.__dict__)
+    for banned in ("exec", "eval", "compile", "open", "input", "breakpoint", "help", "exit", "quit"):
+        safe.pop(banned, None)
+    safe["__import__"] = guarded_import
+    module = types.ModuleType(name)
+    module.__dict__["__builtins__"] = safe
+    filename = f"{UNTRUSTED_FILENAME_PREFIX}{name}>"
+    module.__dict__["__file__"] = filename
+    code = compile(source, filename, "exec")
+    exec(code, module.__dict__)  # noqa: S102 - this is the sandbox
+    return module
+
+
+# --------------------------------------------------------------------------------------------
+# parent side
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 4 * _STDERR_TAIL_CHARS))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return text[-_STDERR_TAIL_CHARS:]
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _group_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _child_env(limits: SandboxLimits, work: Path) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(work),
+        "TMPDIR": str(work),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": str(limits.threads),
+        "MKL_NUM_THREADS": str(limits.threads),
+        "OPENBLAS_NUM_THREADS": str(limits.threads),
+        "TORCHINDUCTOR_CACHE_DIR": str(work / "torchinductor"),
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    for key in ("CUDA_VISIBLE_DEVICES", "MODIS_LIBRARY"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env.update(limits.env)
+    return env
+
+
+def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | None = None) -> SandboxOutcome:
+    """Call trusted ``target`` ("package.module:function") on ``payload`` in a sandboxed child.
+
+    ``target`` is imported before lockdown (so it may import torch and any trusted module); the
+    function then runs under the lockdown and must return a JSON-serialisable dict. A module-level
+    ``sandbox_warmup()`` in the target's module, if present, runs before lockdown (to trigger
+    lazy imports). Inside the target, :func:`report` streams progress events to the parent.
+
+    Returns a :class:`SandboxOutcome`; misbehaviour of the child (timeout, memory, crash,
+    violation, exception, garbage output) is reported in it, never raised.
+    """
+    limits = limits or SandboxLimits()
+    if ":" not in target:
+        raise ValueError(f"sandbox target {target!r} must look like 'package.module:function'")
+    start = time.monotonic()
+    control = Path(tempfile.mkdtemp(prefix="modis-sbx-ctl-"))
+    work = Path(tempfile.mkdtemp(prefix="modis-sbx-work-"))
+    events: list[dict[str, Any]] = []
+    final: dict[str, Any] | None = None
+    peak = 0
+    proc: subprocess.Popen[bytes] | None = None
+    read_fd = write_fd = -1
+    try:
+        writable = [str(work), *(str(Path(d).resolve()) for d in limits.writable_dirs)]
+        job = {
+            "target": target,
+            "payload": payload,
+            "work_dir": str(work),
+            "writable_dirs": writable,
+            "allowed_imports": list(limits.allowed_imports),
+            "allow_network": limits.allow_network,
+            "threads": limits.threads,
+            "address_space_bytes": limits.effective_address_space(),
+            "cpu_time_s": limits.effective_cpu_time_s(),
+            "max_file_bytes": limits.max_file_bytes,
+        }
+        job_path = control / "job.json"
+        try:
+            job_path.write_text(json.dumps(job))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"sandbox payload for {target} is not JSON-serialisable: {exc}") from exc
+        read_fd, write_fd = os.pipe()
+        stderr_path = control / "stderr.txt"
+        with open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-m", "model_discovery.check._child", str(job_path), str(write_fd)],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=str(work),
+                env=_child_env(limits, work), pass_fds=(write_fd,), start_new_session=True, close_fds=True)
+        os.close(write_fd)
+        write_fd = -1
+
+        chunks: list[bytes] = []
+        size = [0]
+
+        def reader() -> None:
+            while True:
+                try:
+                    data = os.read(read_fd, 65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                if size[0] < _RESULT_CAP_BYTES:
+                    chunks.append(data)
+                    size[0] += len(data)
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        ps = psutil.Process(proc.pid)
+        kind: OutcomeKind | None = None
+        error: str | None = None
+        while True:
+            rc = proc.poll()
+            rss = _group_rss(ps) if rc is None else 0
+            peak = max(peak, rss)
+            if rc is not None:
+                break
+            elapsed = time.monotonic() - start
+            if rss > limits.memory_bytes:
+                kind = "memory"
+                error = (f"memory limit exceeded: RSS {rss / 2**20:.0f} MiB > "
+                         f"{limits.memory_bytes / 2**20:.0f} MiB")
+                break
+            if elapsed > limits.wall_time_s:
+                kind = "timeout"
+                error = f"timeout: no result after {limits.wall_time_s:g} s"
+                break
+            time.sleep(limits.poll_interval_s)
+        _kill_group(proc.pid)
+        rc = proc.wait()
+        thread.join(timeout=5.0)
+        # parse JSON lines from the channel
+        for line in b"".join(chunks).splitlines():
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(msg, dict):
+                continue
+            if msg.get("event") == "progress":
+                events.append({k: v for k, v in msg.items() if k != "event"})
+            elif msg.get("event") == "final":
+                final = msg
+        phase = next((e["phase"] for e in reversed(events) if isinstance(e.get("phase"), str)), None)
+        stderr_tail = _tail(stderr_path)
+        wall = time.monotonic() - start
+        common = dict(wall_s=wall, peak_rss_bytes=peak, returncode=rc, phase=phase, events=events,
+                      stderr_tail=stderr_tail)
+        if kind is not None:
+            if phase:
+                error = f"{error} (during {phase})"
+            return SandboxOutcome(ok=False, kind=kind, error=error, **common)
+        if final is None:
+            if rc is not None and rc < 0:
+                sig = -rc
+                name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+                if sig == signal.SIGXCPU:
+                    return SandboxOutcome(ok=False, kind="timeout", error=(
+                        f"CPU time limit of {limits.effective_cpu_time_s():g} s exceeded"
+                        + (f" (during {phase})" if phase else "")), **common)
+                if sig == signal.SIGXFSZ:
+                    return SandboxOutcome(ok=False, kind="violation", error=(
+                        f"file size limit of {limits.max_file_bytes} bytes exceeded"), **common)
+                error = f"child killed by {name}"
+            else:
+                error = f"child exited with code {rc} without a result"
+            detail = _last_line(stderr_tail)
+            if detail:
+                error += f": {detail}"
+            if phase:
+                error += f" (during {phase})"
+            return SandboxOutcome(ok=False, kind="crash", error=error, **common)
+        result = final.get("result") if isinstance(final.get("result"), dict) else None
+        fkind = final.get("kind", "exception")
+        if fkind not in ("ok", "violation", "exception", "memory"):
+            fkind = "exception"
+        ferror = final.get("error")
+        ferror = " ".join(str(ferror).split())[:500] if ferror else None
+        if fkind == "ok":
+            return SandboxOutcome(ok=True, kind="ok", result=result, **common)
+        if phase and ferror:
+            ferror = f"{ferror} (during {phase})"
+        return SandboxOutcome(ok=False, kind=fkind, result=result, error=ferror, **common)
+    finally:
+        if proc is not None and proc.poll() is None:
+            _kill_group(proc.pid)
+            proc.wait()
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        shutil.rmtree(control, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
