@@ -1,0 +1,209 @@
+"""Background jobs started from the GUI: ``modis discover`` and ``modis verify`` processes.
+
+A job lives in a folder: ``<name>.log`` (stdout and stderr), ``<name>.pid``, ``<name>.json``
+(command, start time, what the page needs to show progress) and ``<name>.exit`` (the exit status,
+written by a tiny shell wrapper when the command ends). The process runs in its own process
+group (its own session), so the server can stop it and every process it started with one
+signal, and it keeps running when the page is closed; its state is read back from the folder,
+so a restarted server still sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+from pydantic import BaseModel, ConfigDict, Field
+
+JobState = Literal["idle", "running", "finished", "failed", "stopped"]
+
+#: Popen objects of the jobs this server started (polled to reap them when they end)
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class JobStatus(BaseModel):
+    """What a job folder says about its job."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    state: JobState
+    pid: int | None = None
+    returncode: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    command: list[str] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def elapsed_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.ended_at or time.time()) - self.started_at
+
+
+def modis_command() -> list[str]:
+    """How to call ``modis`` with this interpreter (the venv's script, else ``python -m``)."""
+    script = Path(sys.executable).with_name("modis")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "model_discovery.cli"]
+
+
+def _paths(job_dir: Path, name: str) -> dict[str, Path]:
+    return {k: job_dir / f"{name}.{k}" for k in ("log", "pid", "json", "exit")}
+
+
+def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        _CHILDREN.pop(pid, None)
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def start_job(job_dir: Path, name: str, args: list[str], *, meta: dict[str, Any] | None = None,
+              cwd: Path | None = None, env: dict[str, str] | None = None) -> JobStatus:
+    """Start ``args`` in the background as job ``name`` in ``job_dir``; refuses a second one."""
+    current = job_status(job_dir, name)
+    if current.running:
+        raise RuntimeError(f"{name} is already running (pid {current.pid})")
+    job_dir.mkdir(parents=True, exist_ok=True)
+    p = _paths(job_dir, name)
+    p["exit"].unlink(missing_ok=True)
+    # `sh -c SCRIPT EXITFILE ARGS...`: run ARGS, then record their exit status in EXITFILE.
+    wrapped = ["/bin/sh", "-c", '"$@"; echo $? > "$0"', str(p["exit"]), *args]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with p["log"].open("ab") as log:
+        log.write(f"$ {' '.join(args)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(wrapped, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=str(cwd) if cwd else None, env=full_env, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
+    p["pid"].write_text(str(proc.pid))
+    _write_json(p["json"], {"command": args, "started_at": time.time(), "pid": proc.pid, "meta": meta or {}})
+    return job_status(job_dir, name)
+
+
+def job_status(job_dir: Path, name: str) -> JobStatus:
+    """The job's state: idle (never started here), running, finished, failed or stopped."""
+    p = _paths(job_dir, name)
+    info = _read_json(p["json"])
+    if not info:
+        return JobStatus(name=name, state="idle")
+    pid = int(info.get("pid") or 0) or None
+    base = dict(name=name, pid=pid, started_at=info.get("started_at"), ended_at=info.get("ended_at"),
+                command=list(info.get("command") or []), meta=dict(info.get("meta") or {}))
+    if pid is not None and _alive(pid):
+        return JobStatus(state="running", **base)
+    if info.get("stopped"):
+        return JobStatus(state="stopped", **base)
+    try:
+        code: int | None = int(p["exit"].read_text().strip())
+    except (OSError, ValueError):
+        code = None
+    if base["ended_at"] is None:
+        ended = p["exit"].stat().st_mtime if p["exit"].exists() else time.time()
+        _write_json(p["json"], {**info, "ended_at": ended})
+        base["ended_at"] = ended
+    return JobStatus(state="finished" if code == 0 else "failed", returncode=code, **base)
+
+
+def stop_job(job_dir: Path, name: str, timeout_s: float = 10.0) -> JobStatus:
+    """Stop the job's whole process group: SIGTERM, then SIGKILL after ``timeout_s``."""
+    status = job_status(job_dir, name)
+    if not status.running or status.pid is None:
+        return status
+    pgid = status.pid  # the job leads its own session, so its pid is its group id
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and _group_alive(pgid):
+            time.sleep(0.1)
+    p = _paths(job_dir, name)
+    _write_json(p["json"], {**_read_json(p["json"]), "stopped": True, "ended_at": time.time()})
+    return job_status(job_dir, name)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is left in the group."""
+    _alive(pgid)  # reaps our own child when it ended
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.info["pid"]) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return False
+
+
+def tail(path: Path, lines: int = 40, max_bytes: int = 64_000) -> str:
+    """The last ``lines`` lines of a log; progress-bar redraws (``\\r``) keep only their last state."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            raw = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    out = [line.rstrip("\r").split("\r")[-1] for line in raw.split("\n")]
+    if size > max_bytes:
+        out = out[1:]  # the first line is probably cut
+    while out and not out[-1].strip():
+        out.pop()
+    return "\n".join(out[-lines:])
+
+
+def count_lines(path: Path) -> int:
+    """Number of non-empty lines of a file (0 when absent)."""
+    try:
+        with path.open("rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    except OSError:
+        return 0
