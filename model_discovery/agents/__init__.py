@@ -20,6 +20,7 @@ _LAZY = {
     "ProposalDraft": "structured",
     "LLMProposer": "roles", "LLMReviewer": "roles", "LLMPlanner": "roles", "LLMCoder": "roles",
     "LLMObserver": "roles", "static_unit_problems": "roles",
+    "ProposalPlanner": "basic", "TemplateObserver": "basic",
     "build_agent": "factory", "build_agents": "factory",
 }
 

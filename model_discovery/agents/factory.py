@@ -19,6 +19,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
+from model_discovery.agents.basic import ProposalPlanner, TemplateObserver
 from model_discovery.agents.llm import make_backend
 from model_discovery.agents.roles import LLMCoder, LLMObserver, LLMPlanner, LLMProposer, LLMReviewer
 from model_discovery.agents.spec import AgentSpec, AgentSpecError, resolve_provider
@@ -29,20 +32,35 @@ LLM_ROLE_CLASSES: dict[str, type] = {"proposer": LLMProposer, "reviewer": LLMRev
                                      "planner": LLMPlanner, "coder": LLMCoder, "observer": LLMObserver}
 
 
+def _symbolic_config(spec: AgentSpec) -> Any:
+    """``SymbolicConfig`` from the spec's ``options``; errors name the file and the option."""
+    from model_discovery.agents.symbolic import SymbolicConfig
+
+    try:
+        return SymbolicConfig.model_validate(spec.options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise AgentSpecError(f"{spec.source_path or spec.role}: field options.{loc}: {first.get('msg')}") from exc
+
+
 def _symbolic_agent(spec: AgentSpec, **kwargs: Any) -> Any:
-    """The symbolic agent for ``spec.role``: ``symbolic.build_symbolic_agent(spec, **kwargs)`` when
-    the package provides it, else its ``Symbolic<Role>`` class."""
+    """The LLM-free agent for ``spec.role``: ``Symbolic<Role>`` from
+    :mod:`model_discovery.agents.symbolic` (configured by ``spec.options``), or the deterministic
+    :class:`ProposalPlanner` / :class:`TemplateObserver` for roles it does not cover."""
     mod = importlib.import_module("model_discovery.agents.symbolic")
-    builder = getattr(mod, "build_symbolic_agent", None)
-    if callable(builder):
-        return builder(spec, **kwargs)
     cls = getattr(mod, f"Symbolic{spec.role.capitalize()}", None)
     if cls is None:
-        raise AgentSpecError(f"{spec.source_path or spec.role}: field provider: no symbolic "
-                             f"{spec.role} is available (model_discovery.agents.symbolic)")
+        fallback = {"planner": ProposalPlanner, "observer": TemplateObserver}.get(spec.role)
+        if fallback is None:
+            raise AgentSpecError(f"{spec.source_path or spec.role}: field provider: no symbolic "
+                                 f"{spec.role} is available (model_discovery.agents.symbolic)")
+        return fallback()
     params = inspect.signature(cls).parameters
-    accepted = {k: v for k, v in {"spec": spec, **kwargs}.items() if k in params}
-    return cls(**accepted)
+    offered: dict[str, Any] = dict(kwargs)
+    if "config" in params:
+        offered["config"] = _symbolic_config(spec)
+    return cls(**{k: v for k, v in offered.items() if k in params})
 
 
 def build_agent(spec: AgentSpec, *, ledger: UsageLedger | None = None,

@@ -73,7 +73,7 @@ def extract_json(text: str) -> Any:
             return json.loads(cand)
         except json.JSONDecodeError as exc:
             last = exc
-    if last is None:
+    if last is None or "{" not in text:
         raise ValueError("reply contains no JSON object")
     raise ValueError(f"reply contains no valid JSON object ({last.msg} at line {last.lineno} "
                      f"column {last.colno})")

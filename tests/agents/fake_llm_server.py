@@ -151,7 +151,7 @@ class FakeLLMServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-llm", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-llm", daemon=True)
         self._thread.start()
         return self
 
@@ -227,7 +227,7 @@ def spec_for(server: FakeLLMServer, role: str, provider: str = "openai", model: 
              **overrides: Any) -> AgentSpec:
     """An :class:`AgentSpec` for ``role`` pointed at ``server`` (fast retries for tests)."""
     base = server.anthropic_base_url if provider == "anthropic" else server.openai_base_url
-    default_model = {"anthropic": "claude-sonnet-4-20250514", "openai": "gpt-4o"}.get(provider, "local-model")
+    default_model = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-4o"}.get(provider, "local-model")
     data: dict[str, Any] = {"role": role, "provider": provider, "model": model or default_model,
                             "base_url": base, "retries": 3, "backoff_s": 0.01, "max_backoff_s": 0.05,
                             "timeout_s": 10, "max_repairs": 2, "max_rounds": 3}
