@@ -55,7 +55,8 @@ class SelectorConfig(BaseModel):
 
 
 def _unit_set(rec: DesignRecord) -> frozenset[str]:
-    return frozenset(f"{u.role}:{source_hash(u.source)}" for u in rec.design.units.values())
+    return frozenset(f"{u.role}:{source_hash(u.source)}:{sorted(u.hparams.items())}"
+                     for u in rec.design.units.values())
 
 
 def _jaccard_distance(a: frozenset[str], b: frozenset[str]) -> float:

@@ -1,0 +1,45 @@
+"""Fitness function and learned prior."""
+
+from __future__ import annotations
+
+import pytest
+
+from model_discovery.gau import Design
+from model_discovery.select import FitnessConfig, FitnessError, FitnessPredictor, fitness, read_metrics
+
+
+@pytest.mark.parametrize("baseline", [None, {"val_loss": 3.4, "evals": {"piqa": 0.6}}])
+def test_fitness_is_monotone_in_val_loss(baseline) -> None:  # noqa: ANN001
+    values = [fitness({"val_loss": loss, "evals": {"piqa": 0.6}}, baseline) for loss in (2.5, 3.0, 3.4, 4.0, 6.0)]
+    assert values == sorted(values, reverse=True) and len(set(values)) == 5
+
+
+def test_fitness_terms_and_baseline() -> None:
+    base = {"val_loss": 3.0, "evals": {"a": 0.5, "b": {"acc_norm": 0.4, "acc": 0.3}}, "probes": {"copy": 0.2}}
+    assert fitness(base, base) == 0.0  # the baseline against itself
+    better_acc = {**base, "evals": {"a": 0.7, "b": {"acc_norm": 0.4}}}
+    assert fitness(better_acc, base) == pytest.approx(0.1)  # mean acc +0.1, eval weight 1
+    assert fitness({"val_loss": 2.7}, base) == pytest.approx(0.1)  # 10% lower loss
+    assert fitness({"metrics": {"bpb": 1.0}}) == -1.0  # nested metrics, bpb preferred
+    m = read_metrics([{"val_loss": 3.0, "probes": {"p": 1.0}}, {"val_loss": 4.0, "probes": {"p": 0.0}}])
+    assert (m.loss, m.loss_unit, m.probes) == (3.5, "nats", {"p": 0.5})
+    assert fitness({"probes": {"p": 0.8}}, config=FitnessConfig(probe_weight=2.0)) == pytest.approx(1.6)
+    with pytest.raises(FitnessError, match="no loss"):
+        fitness({"tokens": 10})
+
+
+def test_predictor_learns_unit_effects(seed: Design) -> None:
+    def with_mult(m: int) -> Design:
+        d = seed.model_copy(deep=True)
+        d.units["GeluMLP"].hparams["mult"] = m
+        return d
+
+    p = FitnessPredictor(alpha=0.1)
+    assert p.predict(seed) is None
+    for m, f in [(2, 1.0), (2, 0.9), (3, -1.0), (5, -0.9)]:
+        p.update(with_mult(m), f, "hparam")
+    assert len(p) == 4
+    assert p.predict(with_mult(2), "hparam") > 0.5 > p.predict(with_mult(3), "hparam")
+    assert p.predict(with_mult(9), "unseen-op") == pytest.approx(0.0, abs=0.3)  # falls back to the mean
+    with pytest.raises(ValueError, match="alpha"):
+        FitnessPredictor(alpha=0)
