@@ -214,6 +214,7 @@ def test_coder_returns_units_and_repairs_deterministically() -> None:
     assert same.source == gpt2.units["GeluMLP"].source and "unchanged" in same.rationale
 
 
+@pytest.mark.slow
 def test_batch_success_rate_across_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     """30 proposals across the seeds: >= 80% build, run forward and stay causal at micro."""
     seeds = [_seed(s) for s in SEEDS]

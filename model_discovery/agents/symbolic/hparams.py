@@ -22,7 +22,7 @@ HEAD_SIZES = (8, 16, 32, 64)
 Kind = Literal["heads", "head_size", "ratio", "kernel", "state", "rank", "skip", "int", "float", "bool", "str"]
 
 _KIND_PATTERNS: list[tuple[str, Kind]] = [
-    (r"eps|dropout|drop|seed|init|std|theta|base|max_len|max_seq|vocab|context|multiple|chunk|dt_|gate_norm", "skip"),
+    (r"eps|dropout|drop|seed|init|std|theta|base|max_len|max_seq|vocab|context|multiple|chunk|dt_|gate_norm|filter_emb|order", "skip"),
     (r"head_dim|head_size|d_head|headdim", "head_size"),
     (r"head|group", "heads"),
     (r"kernel|conv|filter_order|window", "kernel"),

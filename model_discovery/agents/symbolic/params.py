@@ -83,6 +83,14 @@ def meta_count(design: Design, scale: ScaleConfig) -> int:
     return int(lm.num_params(non_embedding=True))
 
 
+def sandbox_warmup(threads: int = 1) -> None:
+    """Import what :func:`sandbox_count` needs before the sandbox locks imports down."""
+    import torch  # noqa: F401
+
+    from model_discovery.check import sandbox  # noqa: F401
+    from model_discovery.gau import compose  # noqa: F401
+
+
 def sandbox_count(payload: dict[str, Any]) -> dict[str, Any]:
     """Sandbox target: build the payload's design on the meta device and count parameters."""
     import torch

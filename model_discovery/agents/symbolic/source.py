@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+from functools import lru_cache
 
 from model_discovery.gau.compose import strip_internal_imports, top_level_names
 from model_discovery.gau.design import HParam, normalise_source
@@ -91,12 +92,17 @@ def rename_identifiers(source: str, mapping: dict[str, str]) -> str:
     return out
 
 
+@lru_cache(maxsize=4096)
+def _defined_names(source: str) -> frozenset[str]:
+    try:
+        return frozenset(top_level_names(strip_internal_imports(source)))
+    except SyntaxError:
+        return frozenset()
+
+
 def defined_names(source: str) -> set[str]:
     """Top-level names a unit source defines once compiled (internal imports dropped)."""
-    try:
-        return top_level_names(strip_internal_imports(source))
-    except SyntaxError:
-        return set()
+    return set(_defined_names(source))
 
 
 def rename_unit_source(source: str, old: str, new: str, taken: set[str]) -> tuple[str, dict[str, str]]:
@@ -115,6 +121,7 @@ def rename_unit_source(source: str, old: str, new: str, taken: set[str]) -> tupl
     return rename_identifiers(source, mapping), mapping
 
 
+@lru_cache(maxsize=4096)
 def canonical_source(source: str) -> str:
     """Source normalised and with its top-level names replaced by placeholders in order.
 
