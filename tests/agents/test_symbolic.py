@@ -239,3 +239,42 @@ def test_batch_success_rate_across_seeds(capsys: pytest.CaptureFixture[str]) -> 
         for f in failures:
             print("  failed:", f[:200])
     assert ok / 30 >= 0.8
+
+
+def test_untrusted_sources_are_never_built_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit that is not catalogue code is counted in the sandbox or statically, not exec'd here."""
+    from model_discovery.agents.symbolic import params
+
+    design = _seed("gpt2").model_copy(deep=True)
+    design.units["GeluMLP"].source = design.units["GeluMLP"].source.replace("F.gelu", "F.silu")
+    assert not params.is_trusted(design)
+
+    def boom(*args: object, **kwargs: object) -> int:
+        raise AssertionError("untrusted design built in-process")
+
+    monkeypatch.setattr(params, "meta_count", boom)
+    est = params.count_params(design, MICRO, meta_build=False)
+    assert est.method == "static" and abs(est.n_params - 115264) / 115264 < 0.05
+
+
+@pytest.mark.slow
+def test_sandboxed_param_count_and_run_checks_gate() -> None:
+    """Untrusted designs are counted in the sandbox; symbolic proposals pass the real checker."""
+    pytest.importorskip("model_discovery.check.sandbox")
+    check = pytest.importorskip("model_discovery.check")
+    if not hasattr(check, "run_checks"):
+        pytest.skip("checker not available")
+    from model_discovery.agents.symbolic.params import count_params
+
+    design = _seed("gpt2").model_copy(deep=True)
+    design.units["GeluMLP"].source = design.units["GeluMLP"].source.replace("F.gelu", "F.silu")
+    est = count_params(design, MICRO)
+    assert est.method == "sandbox" and est.n_params == 115264, est
+    proposer = SymbolicProposer(SymbolicConfig(seed=21))
+    seeds = [_seed(s) for s in SEEDS]
+    passed = 0
+    for i in range(4):
+        proposal = proposer.propose([seeds[i % len(seeds)]], [seeds[(i + 3) % len(seeds)]], [], [])
+        report = check.run_checks(proposal.design, "micro")
+        passed += bool(report.passed)
+    assert passed >= 3
