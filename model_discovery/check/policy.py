@@ -121,8 +121,33 @@ class Policy:
                 violation(f"{event} is not allowed in design code")
 
 
+def _guard_torch_writers(policy: Policy) -> None:
+    """torch writes some files from C++ (no audit event): check their paths in Python first."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    writer = torch._C.PyTorchFileWriter
+
+    def checked_writer(*args: Any, **kwargs: Any) -> Any:
+        target = args[0] if args else kwargs.get("file_name")
+        if isinstance(target, (str, bytes, os.PathLike)) and not policy._is_writable(target):
+            violation(f"write outside the writable directories: {os.fsdecode(target)}")
+        return writer(*args, **kwargs)
+
+    from_file = torch.from_file
+
+    def checked_from_file(filename: Any, shared: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if (shared or kwargs.get("shared")) and not policy._is_writable(filename):
+            violation(f"shared file mapping outside the writable directories: {filename}")
+        return from_file(filename, shared, *args, **kwargs)
+
+    torch._C.PyTorchFileWriter = checked_writer
+    torch.from_file = checked_from_file
+
+
 def install(writable_dirs: list[str], allowed_imports: list[str], allow_network: bool) -> Policy:
     """Install the lockdown hook (irreversible for the life of the process)."""
     policy = Policy(writable_dirs, allowed_imports, allow_network)
+    _guard_torch_writers(policy)
     sys.addaudithook(policy)
     return policy

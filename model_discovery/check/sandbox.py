@@ -14,15 +14,20 @@ The parent enforces the wall-clock limit and an RSS watchdog (``psutil``), kills
 process group on timeout or memory overrun, and never raises for child misbehaviour: it returns
 a :class:`SandboxOutcome` whose ``kind`` says what happened.
 
-Threat model: the process boundary, the OS resource limits and the parent's watchdog hold against
-any code; the audit hook and the restricted builtins (:func:`load_untrusted_module`) stop the
+When running as root with ``unshare`` available, the child also gets an empty network namespace.
+
+Threat model: the process boundary, the network namespace, the OS resource limits and the parent's
+watchdog hold against any code; the audit hook and the restricted builtins (:func:`load_untrusted_module`) stop the
 accidental and the naive (a design that opens a socket, forks, writes files, shells out). Python
 audit hooks are not a boundary against code written to defeat them; run the checker inside a
-container or VM when designs come from an adversary.
+container or VM when designs come from an adversary. Files written from C/C++ code raise no audit
+event; torch's serialization writer and shared ``from_file`` are path-checked in Python, and
+``RLIMIT_FSIZE`` caps every file.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -213,6 +218,20 @@ def _child_env(limits: SandboxLimits, work: Path) -> dict[str, str]:
     return env
 
 
+@functools.lru_cache(maxsize=1)
+def _netns_prefix() -> tuple[str, ...]:
+    """``unshare --net`` when it works here (root): an OS-level network cut, not only the hook."""
+    exe = shutil.which("unshare")
+    if exe is None or os.geteuid() != 0:
+        return ()
+    try:
+        ok = subprocess.run([exe, "--net", "--", "true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return (exe, "--net", "--") if ok else ()
+
+
 def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | None = None) -> SandboxOutcome:
     """Call trusted ``target`` ("package.module:function") on ``payload`` in a sandboxed child.
 
@@ -257,8 +276,9 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
         read_fd, write_fd = os.pipe()
         stderr_path = control / "stderr.txt"
         with open(stderr_path, "wb") as err:
+            prefix = () if limits.allow_network else _netns_prefix()
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-m", "model_discovery.check._child", str(job_path), str(write_fd)],
+                [*prefix, sys.executable, "-I", "-m", "model_discovery.check._child", str(job_path), str(write_fd)],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=str(work),
                 env=_child_env(limits, work), pass_fds=(write_fd,), start_new_session=True, close_fds=True)
         os.close(write_fd)
