@@ -16,6 +16,7 @@ Reusable from any test: ``from tests.agents.fake_llm_server import FakeLLMServer
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -221,6 +222,42 @@ class FakeLLMServer:
                                   "message": {"role": "assistant", "content": reply.text}}],
                      "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                                "total_tokens": reply.prompt_tokens + reply.completion_tokens}}
+
+
+_ROLE_RE = re.compile(r"You are the (?:implementation )?(proposer|reviewer|planner|coder|observer)\b")
+
+
+def role_of(request: RecordedRequest) -> str | None:
+    """The agent role that sent ``request``, read from the shipped system prompts' first sentence."""
+    m = _ROLE_RE.search(request.system)
+    return m.group(1) if m else None
+
+
+class RoleScript:
+    """A ``responder`` answering each role from its own queue (order across roles is free).
+
+    ``RoleScript({"proposer": [Reply.json(p)], "coder": [Reply.json(broken), Reply.json(good)]})``;
+    ``calls`` counts requests per role. An exhausted role answers HTTP 400 (not retried), so a
+    flow that asks more than scripted fails with a clear message.
+    """
+
+    def __init__(self, replies: dict[str, Iterable[Reply]]) -> None:
+        self.queues: dict[str, deque[Reply]] = {role: deque(r) for role, r in replies.items()}
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        role = role_of(request) or "unknown"
+        with self._lock:
+            self.calls[role] = self.calls.get(role, 0) + 1
+            queue = self.queues.get(role)
+            if queue:
+                return queue.popleft()
+        return Reply(status=400, error_message=f"fake server: no scripted answer left for role {role}")
+
+    def pending(self) -> dict[str, int]:
+        with self._lock:
+            return {role: len(q) for role, q in self.queues.items() if q}
 
 
 def spec_for(server: FakeLLMServer, role: str, provider: str = "openai", model: str | None = None,

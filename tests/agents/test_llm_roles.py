@@ -190,3 +190,33 @@ def test_proposal_planner_orders_leaves_first():
 
     plan = ProposalPlanner().plan(proposal, [])
     assert [u.name for u in plan.units] == ["GatedSiluMLP", "GatedBlock"] and plan.root == "GatedBlock"
+
+
+def test_llm_step_with_debug_round_through_role_script(gpt2):
+    """proposer -> reviewer -> planner -> coder (broken) -> real build error -> coder debug -> runs."""
+    import torch
+
+    from tests.agents.fake_llm_server import RoleScript
+
+    script = RoleScript({"proposer": [Reply.json(A.PROPOSAL)], "reviewer": [Reply.json(A.REVIEW)],
+                         "planner": [Reply.json(A.PLAN)],
+                         "coder": [Reply.json(A.UNIT_BROKEN), Reply.json(A.UNIT_GOOD)]})
+    with FakeLLMServer(responder=script) as server:
+        ledger = UsageLedger()
+        mk = lambda cls, role, provider="openai": _agent(cls, server, role, provider=provider, ledger=ledger)  # noqa: E731
+        proposal = mk(LLMProposer, "proposer").propose([gpt2], [], [], [])
+        assert mk(LLMReviewer, "reviewer", "anthropic").review(proposal, ReviewContext(parents=[gpt2])).accept
+        plan = mk(LLMPlanner, "planner").plan(proposal, [gpt2])
+        coder = mk(LLMCoder, "coder")
+        unit = plan.units[0]
+        with ledger.design_scope("gpt2-gated"):
+            draft = _draft_with(gpt2, coder.implement(proposal, gpt2, unit, None))
+            with pytest.raises(ValueError) as err:
+                build_lm(draft, get_scale("micro"), vocab_size=97)(torch.randint(0, 97, (1, 8)))
+            fixed = coder.implement(proposal, draft, unit, str(err.value))
+        lm = build_lm(_draft_with(gpt2, fixed), get_scale("micro"), vocab_size=97)
+        assert lm(torch.randint(0, 97, (1, 8))).shape == (1, 8, 97)
+    assert script.calls == {"proposer": 1, "reviewer": 1, "planner": 1, "coder": 2} and not script.pending()
+    assert "GatedSiluMLP returned Y of shape" in server.requests[-1].last_user_text
+    assert ledger.by_design()["gpt2-gated"].calls == 2 and ledger.total().calls == 5
+    assert set(ledger.by_role()) == {"proposer", "reviewer", "planner", "coder"}
