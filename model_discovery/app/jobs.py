@@ -64,7 +64,8 @@ def _paths(job_dir: Path, name: str) -> dict[str, Path]:
     return {k: job_dir / f"{name}.{k}" for k in ("log", "pid", "json", "exit")}
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (non-zombie) process; reaps it when it is a job of this server."""
     child = _CHILDREN.get(pid)
     if child is not None:
         if child.poll() is None:
@@ -123,7 +124,7 @@ def job_status(job_dir: Path, name: str) -> JobStatus:
     pid = int(info.get("pid") or 0) or None
     base = dict(name=name, pid=pid, started_at=info.get("started_at"), ended_at=info.get("ended_at"),
                 command=list(info.get("command") or []), meta=dict(info.get("meta") or {}))
-    if pid is not None and _alive(pid):
+    if pid is not None and pid_alive(pid):
         return JobStatus(state="running", **base)
     if info.get("stopped"):
         return JobStatus(state="stopped", **base)
@@ -149,24 +150,24 @@ def stop_job(job_dir: Path, name: str, timeout_s: float = 10.0) -> JobStatus:
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _group_alive(pgid):
+    while time.monotonic() < deadline and group_alive(pgid):
         time.sleep(0.1)
-    if _group_alive(pgid):
+    if group_alive(pgid):
         try:
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and _group_alive(pgid):
+        while time.monotonic() < deadline and group_alive(pgid):
             time.sleep(0.1)
     p = _paths(job_dir, name)
     _write_json(p["json"], {**_read_json(p["json"]), "stopped": True, "ended_at": time.time()})
     return job_status(job_dir, name)
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     """Whether any live (non-zombie) process is left in the group."""
-    _alive(pgid)  # reaps our own child when it ended
+    pid_alive(pgid)  # reaps our own child when it ended
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:

@@ -11,7 +11,10 @@ import math
 import random
 from pathlib import Path
 
+from streamlit.testing.v1 import AppTest
+
 from model_discovery.agents.types import Proposal, Review
+from model_discovery.app.common import RUN_DIR_KEY
 from model_discovery.check.report import CheckReport, CheckResult
 from model_discovery.config import SystemConfig
 from model_discovery.evolution import EvolutionTree
@@ -128,3 +131,14 @@ def build_tree(run_dir: Path, n_derived: int, *, n_results: int | None = None, s
             "seeds": list_seeds()}
 
 
+def load(run_dir: Path, page: str, **state: object) -> AppTest:
+    """Run the app with ``run_dir`` picked, switch to ``page``, and check it raised nothing."""
+    at = AppTest.from_file(str(MAIN), default_timeout=120)
+    at.session_state[RUN_DIR_KEY] = str(run_dir)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

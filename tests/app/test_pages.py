@@ -10,26 +10,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from model_discovery.app import jobs
-from model_discovery.app.common import DESIGN_KEY, RUN_DIR_KEY
+from model_discovery.app.common import DESIGN_KEY
 from model_discovery.evolution import EvolutionTree
 from model_discovery.gau import LADDER, list_seeds, load_seed
 
-from modis_app_fixtures import MAIN, verify_record
+from modis_app_fixtures import MAIN, load, verify_record
 
 PAGES = ["evolve", "tree", "leaderboard", "design", "verify", "knowledge", "config"]
-
-
-def load(run_dir: Path, page: str, **state: object) -> AppTest:
-    """Run the app with ``run_dir`` picked, switch to ``page``, and check it raised nothing."""
-    at = AppTest.from_file(str(MAIN), default_timeout=120)
-    at.session_state[RUN_DIR_KEY] = str(run_dir)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def texts(elements: object) -> list[str]:
