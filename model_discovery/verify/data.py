@@ -187,47 +187,53 @@ def _assign(key: str, config: DataConfig) -> str:
     return "train"
 
 
-def stdlib_files(config: DataConfig) -> list[tuple[str, Path]]:
-    """(relative path, path) of the stdlib ``.py`` files in the corpus, in corpus order.
+def stdlib_files(config: DataConfig) -> list[tuple[str, Path, str]]:
+    """(relative path, path, split) of the stdlib ``.py`` files in the corpus, in corpus order.
 
-    Files are ordered by a hash of their relative path (a spread-out sample when capped) and
-    taken until ``max_bytes``; third-party packages and files that are not UTF-8 are skipped.
+    Each file's split comes from a hash of its relative path. Files are visited in the order of
+    another hash (a spread-out sample) and a file is taken while its split holds less than its
+    share of ``max_bytes`` (``val_fraction``, ``test_fraction``, the rest for train). Third-party
+    packages and empty files are skipped.
     """
     root = Path(sysconfig.get_paths()["stdlib"])
     if not root.is_dir():
         raise DataError(f"{root}: the standard library sources are not installed")
     entries = []
     for path in root.rglob("*.py"):
-        rel = path.relative_to(root).as_posix()
         if {"site-packages", "dist-packages", "__pycache__"} & set(path.parts):
             continue
+        rel = path.relative_to(root).as_posix()
         entries.append((hashlib.sha256(f"{config.salt}:order:{rel}".encode()).hexdigest(), rel, path))
     entries.sort()
-    out: list[tuple[str, Path]] = []
-    total = 0
+    share = {"val": config.val_fraction * config.max_bytes, "test": config.test_fraction * config.max_bytes}
+    share["train"] = config.max_bytes - share["val"] - share["test"]
+    filled = {s: 0 for s in SPLITS}
+    out: list[tuple[str, Path, str]] = []
     for _, rel, path in entries:
-        if total >= config.max_bytes:
-            break
+        split = _assign(rel, config)
+        if filled[split] >= share[split]:
+            if all(filled[s] >= share[s] for s in SPLITS):
+                break
+            continue
         try:
             size = path.stat().st_size
         except OSError:
             continue
-        if size == 0:
-            continue
-        out.append((rel, path))
-        total += size
+        if size:
+            out.append((rel, path, split))
+            filled[split] += size
     return out
 
 
 def _stdlib_splits(config: DataConfig) -> dict[str, list[str]]:
     docs: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for rel, path in stdlib_files(config):
+    for _rel, path, split in stdlib_files(config):
         try:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
         if text.strip():
-            docs[_assign(rel, config)].append(text)
+            docs[split].append(text)
     return docs
 
 

@@ -1,0 +1,281 @@
+"""The verification engine: build a design's LM at a rung, train it, evaluate it, record it.
+
+Design code is untrusted, so everything that executes it (building the LM, training,
+evaluation, probes) runs in :func:`sandbox_entry` inside the sandboxed subprocess of
+:mod:`model_discovery.check.sandbox`. The trusted parent prepares the token data (which needs
+writes to the cache), logs the outcome to wandb and writes ``<out_dir>/verify_result.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from model_discovery.gau.design import Design, DesignError
+from model_discovery.gau.scales import ScaleConfig, get_scale
+from model_discovery.verify.data import DataConfig, load_token_data
+from model_discovery.verify.result import VerifyResult
+
+log = logging.getLogger(__name__)
+SANDBOX_TARGET = "model_discovery.verify.engine:sandbox_entry"
+TRAIN_DIR = "train"
+
+# An executor runs the payload through sandbox_entry and returns
+# (ok, result dict or None, one-line error, error kind, wall seconds, peak RSS bytes).
+Executor = Callable[[dict[str, Any], Path], tuple[bool, dict[str, Any] | None, str, str, float, int]]
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+
+
+def _optional_module(name: str) -> Any | None:
+    """Import ``name`` if it exists (a missing module returns None; a broken one raises)."""
+    if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None or importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
+# -- inside the sandbox ------------------------------------------------------------------------
+def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
+    """Train and evaluate one design; runs untrusted code, so call it only inside the sandbox.
+
+    ``payload`` (JSON): ``design`` (design JSON text), ``scale`` (ScaleConfig dict), ``data_dir``
+    (a built token directory), ``data_config`` (DataConfig dict), ``cache_dir``, ``out_dir``,
+    ``eval``, ``probes`` (bools), ``seed`` and ``train`` (TrainConfig overrides, e.g.
+    ``{"train_tokens": 20000}``). Returns a JSON dict: ``train`` (TrainResult dict),
+    ``eval_metrics``, ``probe_scores`` and ``warnings``. Raises when the design cannot be built
+    or trained (the sandbox turns that into a failed outcome).
+    """
+    import torch
+
+    from model_discovery.gau.compose import build_lm
+    from model_discovery.verify.data import TokenData, corpus_documents
+    from model_discovery.verify.trainer import TrainConfig, train
+
+    design = Design.model_validate_json(payload["design"])
+    scale = ScaleConfig.model_validate(payload["scale"])
+    data = TokenData.open(payload["data_dir"])
+    out_dir = Path(payload["out_dir"])
+    seed = int(payload.get("seed", 0))
+    overrides = dict(payload.get("train") or {})
+    train_tokens = overrides.pop("train_tokens", None)
+
+    torch.manual_seed(seed)
+    vocab = max(scale.vocab_size, data.vocab_size)
+    allowed = payload.get("allowed_imports")
+    if allowed is None:  # trusted in-process path (tests on library seeds)
+        model = build_lm(design, scale, vocab_size=vocab)
+    else:  # inside the sandbox: design code runs with restricted builtins and imports
+        from model_discovery.check.sandbox import load_untrusted_module
+        from model_discovery.gau.compose import compile_design
+
+        module = load_untrusted_module(compile_design(design), f"gau_{design.name.replace('-', '_')}", allowed)
+        model = module.build_lm(scale.d_model, scale.n_block, vocab, scale.context_len)
+    config = TrainConfig.from_scale(scale, model.num_params(), train_tokens=train_tokens,
+                                    **{"seed": seed, "progress": False, **overrides})
+    result = train(model, data, config, run_dir=out_dir / TRAIN_DIR)
+
+    warnings: list[str] = []
+    eval_metrics: dict[str, float] = {}
+    if payload.get("eval", True):
+        try:
+            evaluation = _optional_module("model_discovery.verify.evaluation")
+            if evaluation is None:
+                warnings.append("evaluation skipped: model_discovery.verify.evaluation is not installed")
+            else:
+                config_data = DataConfig.model_validate(payload.get("data_config") or {})
+                docs = corpus_documents("test", config_data, payload.get("cache_dir"))
+                model.eval()
+                eval_metrics = _floats(evaluation.evaluate(model, data.tokenizer, scale, out_dir / "eval",
+                                                           documents=docs, eot_id=data.eot_id))
+        except Exception as exc:  # noqa: BLE001 - a trained design keeps its result
+            warnings.append(f"evaluation failed: {_one_line(exc)}")
+    probe_scores: dict[str, float] = {}
+    if payload.get("probes", True):
+        try:
+            probes = _optional_module("model_discovery.verify.probes")
+            if probes is None:
+                warnings.append("probes skipped: model_discovery.verify.probes is not installed")
+            else:
+                probe_scores = _floats(probes.run_probes(design, scale))
+        except Exception as exc:  # noqa: BLE001 - a trained design keeps its result
+            warnings.append(f"probes failed: {_one_line(exc)}")
+    return {"train": result.model_dump(mode="json"), "eval_metrics": eval_metrics,
+            "probe_scores": probe_scores, "warnings": warnings}
+
+
+def _floats(scores: Any) -> dict[str, float]:
+    if not isinstance(scores, dict):
+        raise TypeError(f"expected a dict of scores, got {type(scores).__name__}")
+    return {str(k): float(v) for k, v in scores.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+# -- executors ---------------------------------------------------------------------------------
+def _execute_sandboxed(payload: dict[str, Any], out_dir: Path, limits: Any = None
+                       ) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
+    """Run :func:`sandbox_entry` in the sandboxed subprocess (writes allowed in ``out_dir`` only)."""
+    sandbox = _optional_module("model_discovery.check.sandbox")
+    if sandbox is None:
+        return (False, None, "model_discovery.check.sandbox is not available; untrusted design code "
+                "is never run outside it", "sandbox", 0.0, 0)
+    if limits is None:
+        limits = sandbox_limits(payload, out_dir)
+    payload = {**payload, "allowed_imports": list(limits.allowed_imports)}
+    outcome = sandbox.run_sandboxed(SANDBOX_TARGET, payload, limits)
+    error = " ".join(str(outcome.error or "").split())
+    return (bool(outcome.ok), outcome.result if outcome.ok else None, error, str(outcome.kind or ""),
+            float(outcome.wall_s or 0.0), int(outcome.peak_rss_bytes or 0))
+
+
+def sandbox_limits(payload: dict[str, Any], out_dir: Path) -> Any:
+    """Default limits of a verification: ``out_dir`` writable, the machine's threads, half its
+    memory, and a wall-clock limit of ``payload["time_limit_s"]`` (default 15 min on CPU
+    rungs, 48 h on GPU rungs). The compiled design module may also import ``json``."""
+    import psutil
+
+    from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits
+
+    scale = ScaleConfig.model_validate(payload["scale"])
+    device = str((payload.get("train") or {}).get("device", scale.device))
+    cpu_only = device == "cpu" or (device == "auto" and not _cuda_available())
+    wall = float(payload.get("time_limit_s") or (900.0 if cpu_only else 48 * 3600.0))
+    memory = max(4 * 2**30, int(psutil.virtual_memory().total * 0.5))
+    return SandboxLimits(
+        wall_time_s=wall, memory_bytes=memory, writable_dirs=[out_dir],
+        threads=max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
+        # CUDA maps far more address space than it uses: do not cap it on GPU rungs
+        address_space_bytes=None if cpu_only else 2**46,
+        allowed_imports=sorted({*DEFAULT_ALLOWED_IMPORTS, "json"}),
+        max_file_bytes=64 * 2**30)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - no torch, no CUDA
+        return False
+
+
+def sandbox_warmup(threads: int = 1) -> None:
+    """Import what :func:`sandbox_entry` needs before the sandbox locks down; use ``threads``."""
+    import numpy  # noqa: F401
+    import tokenizers  # noqa: F401
+    import torch  # noqa: F401
+    import tqdm.auto  # noqa: F401
+
+    import model_discovery.verify.trainer  # noqa: F401
+    from model_discovery.gau import compose  # noqa: F401
+
+    torch.set_num_threads(max(1, int(threads)))
+    for name in ("model_discovery.verify.evaluation", "model_discovery.verify.probes"):
+        try:
+            _optional_module(name)
+        except Exception:  # noqa: BLE001 - reported when sandbox_entry uses it
+            pass
+
+
+def _execute_in_process(payload: dict[str, Any], out_dir: Path
+                        ) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
+    """Run :func:`sandbox_entry` in this process: trusted seeds in tests only."""
+    from model_discovery.verify.trainer import peak_memory_bytes
+
+    import torch
+
+    t0 = time.perf_counter()
+    try:
+        result = sandbox_entry(payload)
+    except Exception as exc:  # noqa: BLE001 - mirror the sandbox's failed outcome
+        return False, None, _one_line(exc), "exception", time.perf_counter() - t0, 0
+    return True, result, "", "", time.perf_counter() - t0, peak_memory_bytes(torch.device("cpu"))
+
+
+# -- the engine --------------------------------------------------------------------------------
+def verify_design(design: Design, scale: ScaleConfig | str, out_dir: str | Path,
+                  data_config: DataConfig | None = None, eval: bool = True, probes: bool = True,
+                  wandb: bool = True, train_overrides: dict[str, Any] | None = None, seed: int = 0,
+                  cache_dir: str | Path | None = None, limits: Any = None) -> VerifyResult:
+    """Train ``design`` at ``scale`` in the sandbox, evaluate it, and record the outcome.
+
+    ``train_overrides`` adjusts the rung's recipe (any :class:`TrainConfig` field, plus
+    ``train_tokens``). The record is written to ``<out_dir>/verify_result.json`` and returned;
+    a design that fails to build or train gives ``status="failed"`` with a one-line error
+    rather than an exception. ``limits`` overrides the sandbox limits.
+    """
+    return _verify(design, scale, out_dir, data_config, eval, probes, wandb, train_overrides, seed,
+                   cache_dir, lambda payload, out: _execute_sandboxed(payload, out, limits))
+
+
+def _verify(design: Design, scale: ScaleConfig | str, out_dir: str | Path, data_config: DataConfig | None,
+            eval: bool, probes: bool, wandb: bool, train_overrides: dict[str, Any] | None, seed: int,
+            cache_dir: str | Path | None, execute: Executor) -> VerifyResult:
+    t0 = time.perf_counter()
+    scale = get_scale(scale) if isinstance(scale, str) else scale
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    data_config = data_config or DataConfig()
+    base: dict[str, Any] = {"design": design.name, "fingerprint": design.fingerprint(), "scale": scale.name,
+                            "out_dir": str(out)}
+    try:
+        data = load_token_data(scale.vocab_size, data_config, cache_dir)
+    except Exception as exc:  # noqa: BLE001 - data problems fail the record, with the cause
+        record = VerifyResult(**base, status="failed", error=_one_line(exc), error_kind="data",
+                              wall_s=time.perf_counter() - t0)
+        return _finish(record, out, wandb)
+    payload = {"design": design.to_json(indent=None), "scale": scale.model_dump(mode="json"),
+               "data_dir": str(data.path), "data_config": data_config.model_dump(mode="json"),
+               "cache_dir": str(cache_dir) if cache_dir is not None else None, "out_dir": str(out),
+               "eval": bool(eval), "probes": bool(probes), "seed": int(seed),
+               "train": dict(train_overrides or {})}
+    ok, result, error, kind, _wall, peak_rss = execute(payload, out)
+    if not ok or result is None:
+        record = VerifyResult(**base, status="failed", error=error or "verification failed",
+                              error_kind=kind or "error", data_dir=str(data.path),
+                              peak_memory_bytes=peak_rss, wall_s=time.perf_counter() - t0)
+        return _finish(record, out, wandb)
+    from model_discovery.verify.trainer import TrainResult
+
+    train = TrainResult.model_validate(result["train"])
+    peak = train.peak_memory_bytes if train.device.startswith("cuda") else max(train.peak_memory_bytes, peak_rss)
+    record = VerifyResult(**base, status="ok", train=train, eval_metrics=result.get("eval_metrics", {}),
+                          probe_scores=result.get("probe_scores", {}), final_val_loss=train.final_val_loss,
+                          tokens_per_s=train.tokens_per_s, peak_memory_bytes=peak,
+                          warnings=list(result.get("warnings", [])), data_dir=str(data.path),
+                          wall_s=time.perf_counter() - t0)
+    return _finish(record, out, wandb)
+
+
+def _finish(record: VerifyResult, out: Path, wandb: bool) -> VerifyResult:
+    if wandb:
+        from model_discovery.verify.tracking import log_verification
+
+        record.wandb_dir = log_verification(record, out)
+    record.save(out)
+    return record
+
+
+def verify_command(ref: str, scale: str, out_dir: str) -> int:
+    """``modis verify DESIGN --scale S --out DIR``: verify a seed name or design JSON, print a
+    summary; returns 0 when the design trained, 1 when it failed, 2 on a bad argument."""
+    from model_discovery.gau.library import load_design
+
+    try:
+        design = load_design(ref)
+        rung = get_scale(scale)
+    except (DesignError, KeyError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    record = verify_design(design, rung, out_dir)
+    print(record.summary())
+    print(f"record: {Path(out_dir) / 'verify_result.json'}")
+    return 0 if record.ok else 1

@@ -1,0 +1,88 @@
+"""The verification record: what one (design, scale) verification produced, as JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_discovery.verify.trainer import TrainResult
+
+RESULT_NAME = "verify_result.json"
+
+
+class VerifyResult(BaseModel):
+    """One verification of a design at one rung of the ladder.
+
+    ``status`` is ``failed`` when the design could not be built or trained; ``error`` is then one
+    line naming the cause and ``error_kind`` its class (e.g. the sandbox's kind: ``timeout``,
+    ``memory``, ``exception``). Evaluation or probe problems do not fail a trained design: they
+    are listed in ``warnings`` and the corresponding scores are missing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    design: str
+    fingerprint: str
+    scale: str
+    status: Literal["ok", "failed"]
+    error: str = ""
+    error_kind: str = ""
+    train: TrainResult | None = None
+    eval_metrics: dict[str, float] = Field(default_factory=dict)
+    probe_scores: dict[str, float] = Field(default_factory=dict)
+    final_val_loss: float | None = None
+    tokens_per_s: float = 0.0
+    peak_memory_bytes: int = 0
+    wall_s: float = 0.0
+    warnings: list[str] = Field(default_factory=list)
+    data_dir: str = ""
+    out_dir: str = ""
+    wandb_dir: str | None = None
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``<out_dir>/verify_result.json`` atomically; returns the path."""
+        path = Path(out_dir) / RESULT_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.model_dump_json(indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VerifyResult":
+        """Read a record from a JSON file or from the out dir that holds one."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / RESULT_NAME
+        try:
+            return cls.model_validate_json(path.read_text())
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read verify result: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise ValueError(f"{path}: invalid verify result: {' '.join(str(exc).split())[:300]}") from exc
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        head = f"{self.design} [{self.fingerprint}] @ {self.scale}: {self.status}"
+        if not self.ok:
+            return f"{head} ({self.error_kind or 'error'}): {self.error}"
+        lines = [head]
+        if self.train is not None:
+            t = self.train
+            lines.append(f"  params {t.n_params:,} non-embedding; {t.steps} steps, {t.tokens:,} tokens; "
+                         f"val loss {t.final_val_loss:.4f}")
+        lines.append(f"  {self.tokens_per_s:,.0f} tokens/s; peak memory {self.peak_memory_bytes / 2**20:,.0f} MiB; "
+                     f"wall {self.wall_s:.1f} s")
+        for title, scores in (("eval", self.eval_metrics), ("probes", self.probe_scores)):
+            if scores:
+                lines.append(f"  {title}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(scores.items())))
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
