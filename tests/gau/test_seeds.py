@@ -97,18 +97,18 @@ def test_training_reduces_loss(seed: str) -> None:
     torch.manual_seed(0)
     model = build_lm(load_seed(seed), MICRO, vocab_size=256)
     gen = torch.Generator().manual_seed(2)
-    data = torch.randint(0, 256, (4, 33), generator=gen)
+    data = torch.randint(0, 256, (2, 25), generator=gen)
     x, y = data[:, :-1], data[:, 1:]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(8):
+    for _ in range(6):
         loss = model.loss(x, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert losses[-1] < losses[0] - 0.3, f"{seed}: loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+    assert losses[-1] < losses[0] - 0.5, f"{seed}: loss {losses[0]:.3f} -> {losses[-1]:.3f}"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
