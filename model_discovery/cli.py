@@ -118,7 +118,8 @@ def seeds() -> None:
 def leaderboard(scale: Optional[str] = typer.Option(None, "--scale", "-s"),
                 limit: int = typer.Option(20, "--limit"), run_dir: Path = RunDir) -> None:
     """Best designs by fitness (per rung)."""
-    from model_discovery.evolution import EvolutionTree, format_leaderboard
+    from model_discovery.evolution import EvolutionTree
+    from model_discovery.evolution.format import format_leaderboard
 
     if not (run_dir / "tree.sqlite").exists():
         _fail(f"{run_dir}: no tree.sqlite here; run `modis discover --run-dir {run_dir}` first")
@@ -129,7 +130,8 @@ def leaderboard(scale: Optional[str] = typer.Option(None, "--scale", "-s"),
 @tree_app.command("show")
 def tree_show(run_dir: Path = RunDir, limit: int = typer.Option(50, "--limit")) -> None:
     """Print the evolution tree as an indented lineage list."""
-    from model_discovery.evolution import EvolutionTree, format_tree
+    from model_discovery.evolution import EvolutionTree
+    from model_discovery.evolution.format import format_tree
 
     if not (run_dir / "tree.sqlite").exists():
         _fail(f"{run_dir}: no tree.sqlite here")

@@ -16,18 +16,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from model_discovery.agents.usage import UsageLedger
 from model_discovery.config import ConfigError, SystemConfig
 from model_discovery.design import DesignFlow, DesignOutcome
+from model_discovery.evolution import LeaderboardRow
 from model_discovery.gau.library import list_seeds, load_seed
 
 log = logging.getLogger(__name__)
-
-
-class LeaderboardRow(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    design: str
-    scale: str
-    fitness: float
 
 
 class DiscoveryReport(BaseModel):
@@ -46,8 +41,9 @@ class DiscoveryReport(BaseModel):
                  f"{sum(o.status == 'failed' for o in self.outcomes)} failed checks, "
                  f"{sum(o.status == 'rejected' for o in self.outcomes)} rejected; "
                  f"{len(self.verified)} verifications"]
-        lines += [f"  {i + 1}. {r.design:<48} {r.scale:>6}  fitness {r.fitness:.4f}" for i, r in enumerate(self.best)]
-        return "\n".join(lines)
+        from model_discovery.evolution.format import format_leaderboard
+
+        return "\n".join(lines) + "\n" + format_leaderboard(self.best)
 
 
 class DiscoverySystem:
@@ -63,11 +59,14 @@ class DiscoverySystem:
         (config.run_dir / "config.yaml").write_text(config.to_yaml())
         self.tree = EvolutionTree(config.resolved_tree_url)
         self.selector = self._make_selector()
+        self.usage = UsageLedger()
+        self.knowledge = self._make_knowledge()
         proposer, reviewer, coder = self._make_agents()
+        self.proposer = proposer
         self._run_checks = run_checks
         self.flow = DesignFlow(self.tree, self.selector, proposer, reviewer, coder, check=run_checks,
                                config=config.flow, checkpoint_path=config.run_dir / "flow_checkpoints.sqlite",
-                               knowledge=self._make_knowledge())
+                               knowledge=self.knowledge, planner=self.planner)
         self.runner = make_runner(config.runner)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._state_path = config.run_dir / "state.json"
@@ -76,20 +75,25 @@ class DiscoverySystem:
     def _make_selector(self) -> Any:
         from model_discovery.select import RandomSelector, Selector, SelectorConfig
 
-        cfg = SelectorConfig(seed=self.config.seed)
+        cfg = SelectorConfig(seed=self.config.seed, scales=self.config.ladder, budgets=self.config.budgets,
+                             k_parents=self.config.flow.n_parents, n_references=self.config.flow.n_references)
         return RandomSelector(cfg) if self.config.selector == "random" else Selector(cfg)
 
     def _make_agents(self) -> tuple[Any, Any, Any]:
-        from model_discovery.agents import build_agents
+        """Proposer, reviewer, coder from the spec folder (default: the symbolic specs)."""
+        from model_discovery.agents import build_agents, default_spec_dir, load_agent_specs
 
-        return build_agents(self.config.agent_spec_dir, seed=self.config.seed)
+        specs = load_agent_specs(self.config.agent_spec_dir or default_spec_dir() / "symbolic")
+        specs = {role: spec.model_copy(update={"options": {**spec.options, "seed": self.config.seed}})
+                 if spec.provider == "symbolic" and role == "proposer" else spec for role, spec in specs.items()}
+        agents = build_agents(specs, ledger=self.usage, knowledge=self.knowledge)
+        self.planner, self.observer = agents.get("planner"), agents.get("observer")
+        return agents["proposer"], agents["reviewer"], agents["coder"]
 
     def _make_knowledge(self) -> Any:
-        try:
-            from model_discovery.knowledge import KnowledgeEngine
-        except ImportError:
-            return None
-        return KnowledgeEngine(cache_dir=self.config.run_dir / "knowledge_cache", online=False)
+        from model_discovery.knowledge import KnowledgeConfig, KnowledgeEngine
+
+        return KnowledgeEngine(KnowledgeConfig(cache_dir=self.config.run_dir / "knowledge_cache"))
 
     # -- state ------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -106,8 +110,9 @@ class DiscoverySystem:
         names = []
         for seed in self.config.seeds or list_seeds():
             design = load_seed(seed)
-            if self.tree.has_fingerprint(design.fingerprint()):
-                names.append(self.tree.get_by_fingerprint(design.fingerprint()).name)
+            existing = self.tree.find_fingerprint(design.fingerprint())
+            if existing is not None:
+                names.append(existing.name)
                 continue
             report = self._run_checks(design, self.config.flow.check_scale)
             if not report.passed:
@@ -120,6 +125,9 @@ class DiscoverySystem:
         state = self._state()
         thread = state.get("thread") or f"design-{state['step']:05d}"
         self._save_state({**state, "thread": thread})
+        rng = getattr(self.proposer, "rng", None)
+        if rng is not None:  # reproducible per step, also after a resume
+            rng.seed(f"{self.config.seed}:{state['step']}")
         outcome = self.flow.run(thread, goal=goal)
         self._save_state({"step": state["step"] + 1, "thread": None})
         with (self.config.run_dir / "outcomes.jsonl").open("a") as fh:
@@ -131,20 +139,20 @@ class DiscoverySystem:
         from model_discovery.runners import VerifyJob
 
         budgets = {s: self.config.budget(s) for s in self.config.ladder}
-        picks = self.selector.select_verifications(self.tree, budgets)
+        picks = self.selector.select_verifications(self.tree, budgets, owner=self.owner)  # claimed
+        jobs = [VerifyJob(design=self.tree.get_design(name).design, scale=scale,
+                          out_dir=str(self.config.run_dir / "verify" / f"{name}@{scale}"),
+                          options=self.config.verify) for name, scale in picks]
         done: list[str] = []
-        for name, scale in tqdm(picks, desc="verify", disable=not progress or not picks):
-            if not self.tree.claim_verification(name, scale, self.owner, ttl_s=6 * 3600):
-                continue
-            try:
-                job = VerifyJob(design=self.tree.get_design(name).design, scale=scale,
-                                out_dir=str(self.config.run_dir / "verify" / f"{name}@{scale}"),
-                                options=self.config.verify)
+        try:
+            for job in tqdm(jobs, desc="verify", disable=not progress or not jobs):
                 record = self.runner.run([job])[0]
-                self.tree.add_result(name, scale, record, fitness=self.selector.fitness(self.tree, record))
-                done.append(f"{name}@{scale}")
-            finally:
-                self.tree.release_verification(name, scale, self.owner)
+                self.selector.record_result(self.tree, job.design.name, job.scale, record,
+                                            status=record.get("status", "ok"))
+                done.append(job.key)
+        finally:
+            for job in jobs:  # leases of jobs that did not finish (a result releases its lease)
+                self.tree.release(job.design.name, job.scale, self.owner)
         return done
 
     def discover(self, steps: int | None = None, goal: str = "", progress: bool = True) -> DiscoveryReport:
@@ -158,12 +166,11 @@ class DiscoverySystem:
             report.outcomes.append(outcome)
             report.verified += self.verify_pending(progress)
         report.best = self.leaderboard(limit=5)
-        report.stats = self.tree.stats()
+        report.stats = self.tree.stats().model_dump(mode="json")
         return report
 
     def leaderboard(self, scale: str | None = None, limit: int = 20) -> list[LeaderboardRow]:
-        rows = self.tree.leaderboard(scale=scale, limit=limit)
-        return [LeaderboardRow.model_validate(r.model_dump() if hasattr(r, "model_dump") else r) for r in rows]
+        return self.tree.leaderboard(scale=scale, limit=limit)
 
     def __call__(self, request: str = "discover a new model", steps: int | None = None,
                  progress: bool = True) -> DiscoveryReport:

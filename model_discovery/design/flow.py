@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from model_discovery.agents.types import (
     Coder,
+    Planner,
     Proposal,
     Proposer,
     Review,
@@ -48,9 +49,9 @@ class DesignFlow:
 
     def __init__(self, tree: Any, selector: Any, proposer: Proposer, reviewer: Reviewer, coder: Coder,
                  check: CheckFn, config: FlowConfig | None = None, checkpoint_path: str | Path | None = None,
-                 knowledge: Any = None) -> None:
+                 knowledge: Any = None, planner: Planner | None = None) -> None:
         self.tree, self.selector = tree, selector
-        self.proposer, self.reviewer, self.coder = proposer, reviewer, coder
+        self.proposer, self.reviewer, self.coder, self.planner = proposer, reviewer, coder, planner
         self.check_fn, self.knowledge = check, knowledge
         self.config = config or FlowConfig()
         self._conn = sqlite3.connect(str(checkpoint_path or ":memory:"), check_same_thread=False)
@@ -92,13 +93,14 @@ class DesignFlow:
 
     # -- nodes ------------------------------------------------------------------------------
     def _node_select(self, state: FlowState) -> dict[str, Any]:
-        parents = list(self.selector.select_parents(self.tree, k=self.config.n_parents))
-        references = [r for r in self.selector.select_references(self.tree, self.config.n_references)
-                      if r not in parents]
+        parents = [r.name for r in self.selector.select_parents(self.tree, k=self.config.n_parents)]
+        references = [r.name for r in self.selector.select_references(self.tree, self.config.n_references,
+                                                                       exclude=parents)]
         knowledge: list[str] = []
         if self.knowledge is not None and self.config.knowledge_k:
             query = " ".join([state.get("goal", "")] + [self._design(p).summary for p in parents])
-            knowledge = [f"{s.title}: {s.text}" for s in self.knowledge.search(query, k=self.config.knowledge_k)]
+            knowledge = [f"{s.title}: {s.text}" for s in self.knowledge.search(
+                query, k=self.config.knowledge_k, sources=self.config.knowledge_sources)]
         return {"parents": parents, "references": references, "knowledge": knowledge, "reviews": [],
                 "review_round": 0, "debug_tries": 0, "check_attempts": 0, "status": "proposing"}
 
@@ -141,9 +143,16 @@ class DesignFlow:
         else:
             base = parents[0]
             name = _design_name(proposal.title, base.name, proposal.model_dump_json())
-            draft_dict = base.model_copy(update={"name": name, "parents": list(state["parents"]),
-                                                  "summary": proposal.title}).model_dump(mode="json")
-            plan = _children_first(proposal.units)
+            draft = base.model_copy(update={"name": name, "parents": list(state["parents"]),
+                                            "summary": proposal.title})
+            units = proposal.units
+            if self.planner is not None:
+                planned = self.planner.plan(proposal, parents)
+                units = planned.units or units
+                if planned.root:
+                    draft = draft.model_copy(update={"root": planned.root})
+            draft_dict = draft.model_dump(mode="json")
+            plan = _children_first(units)
         return {"draft": draft_dict, "plan": [u.model_dump(mode="json") for u in plan], "plan_index": 0,
                 "status": "implementing", "last_error": None}
 

@@ -38,6 +38,8 @@ class FlowConfig(BaseModel):
     n_parents: int = Field(1, ge=1, le=2)
     n_references: int = Field(2, ge=0)
     knowledge_k: int = Field(3, ge=0)
+    knowledge_sources: list[str] = Field(default_factory=lambda: ["library"],
+                                         description="library, arxiv, s2 (online sources need network)")
 
 
 class DesignOutcome(BaseModel):

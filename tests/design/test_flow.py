@@ -1,0 +1,103 @@
+"""The LangGraph design flow end to end: real tree, real selector, real sandboxed checker.
+
+LLM agents talk to a local server speaking the OpenAI/Anthropic APIs through the official SDKs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model_discovery.agents import build_agent
+from model_discovery.agents.symbolic import SymbolicCoder, SymbolicConfig, SymbolicProposer, SymbolicReviewer
+from model_discovery.check import run_checks
+from model_discovery.design import DesignFlow, FlowConfig
+from model_discovery.evolution import EvolutionTree
+from model_discovery.gau import load_seed
+from model_discovery.select import Selector, SelectorConfig
+from tests.agents import scripted_answers as A
+from tests.agents.fake_llm_server import FakeLLMServer, Reply, RoleScript, spec_for
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> EvolutionTree:
+    t = EvolutionTree(tmp_path / "tree.sqlite")
+    t.add_design(load_seed("gpt2"), operator="seed")
+    return t
+
+
+def _selector() -> Selector:
+    return Selector(SelectorConfig(seed=0, scales=["micro"], n_references=0))
+
+
+def _llm_flow(tree: EvolutionTree, server: FakeLLMServer, tmp_path: Path, check: Any = run_checks,
+              **flow: Any) -> DesignFlow:
+    agents = {role: build_agent(spec_for(server, role, provider="anthropic" if role == "reviewer" else "openai"))
+              for role in ("proposer", "reviewer", "planner", "coder")}
+    return DesignFlow(tree, _selector(), agents["proposer"], agents["reviewer"], agents["coder"], check=check,
+                      config=FlowConfig(n_references=0, knowledge_k=0, **flow),
+                      checkpoint_path=tmp_path / "ckpt.sqlite", planner=agents["planner"])
+
+
+def test_symbolic_flow_commits_a_checked_design(tree: EvolutionTree, tmp_path: Path) -> None:
+    cfg = SymbolicConfig(seed=3)
+    flow = DesignFlow(tree, _selector(), SymbolicProposer(cfg), SymbolicReviewer(cfg), SymbolicCoder(),
+                      check=run_checks, config=FlowConfig(n_references=0, knowledge_k=0),
+                      checkpoint_path=tmp_path / "ckpt.sqlite")
+    outcome = flow.run("t0")
+    assert outcome.status in ("committed", "failed") and outcome.parents == ["gpt2"]
+    if outcome.status == "committed":
+        rec = tree.get_design(outcome.design)
+        assert rec.status == "checked" and rec.parents == ["gpt2"] and rec.operator == outcome.operator
+        assert tree.checks(rec.name)[0].passed and tree.proposals(rec.name) and tree.reviews(rec.name)
+    assert not flow.is_unfinished("t0")
+    assert flow.run("t0") == outcome  # a finished run is not repeated
+
+
+def test_llm_flow_debugs_a_broken_unit_then_commits(tree: EvolutionTree, tmp_path: Path) -> None:
+    script = RoleScript({"proposer": [Reply.json(A.PROPOSAL)], "reviewer": [Reply.json(A.REVIEW)],
+                         "planner": [Reply.json(A.PLAN)],
+                         "coder": [Reply.json(A.UNIT_BROKEN), Reply.json(A.UNIT_GOOD)]})
+    with FakeLLMServer(responder=script) as server:
+        outcome = _llm_flow(tree, server, tmp_path).run("llm-1")
+    assert script.calls == {"proposer": 1, "reviewer": 1, "planner": 1, "coder": 2} and not script.pending()
+    assert outcome.status == "committed" and outcome.check_attempts == 2 and outcome.error is None
+    design = tree.get_design(outcome.design).design
+    assert "GatedSiluMLP" in design.units and "GeluMLP" not in design.units
+    assert design.units["PreNormBlock"].children["mlp"] == "GatedSiluMLP"
+    assert "returned Y of shape" in server.requests[-1].last_user_text  # the coder saw the check error
+
+
+def test_rejected_proposals_end_without_a_design(tree: EvolutionTree, tmp_path: Path) -> None:
+    reject = {**A.REVIEW, "rating": 1, "accept": False, "reasons": ["not novel"]}
+    script = RoleScript({"proposer": [Reply.json(A.PROPOSAL)] * 2, "reviewer": [Reply.json(reject)] * 2})
+    with FakeLLMServer(responder=script) as server:
+        outcome = _llm_flow(tree, server, tmp_path, max_review_rounds=2).run("llm-2")
+    assert outcome.status == "rejected" and outcome.review_rounds == 2 and outcome.design is None
+    assert script.calls == {"proposer": 2, "reviewer": 2} and tree.count() == 1
+    assert "not novel" in server.requests[2].last_user_text  # round two saw the first review
+
+
+def test_interrupted_flow_resumes_at_the_check(tree: EvolutionTree, tmp_path: Path) -> None:
+    """A crash while checking loses nothing: the resumed run does not ask any agent again."""
+    calls = {"n": 0}
+
+    def crash_once(design: Any, scale: str) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("sandbox host went away")
+        return run_checks(design, scale)
+
+    script = RoleScript({"proposer": [Reply.json(A.PROPOSAL)], "reviewer": [Reply.json(A.REVIEW)],
+                         "planner": [Reply.json(A.PLAN)], "coder": [Reply.json(A.UNIT_GOOD)]})
+    with FakeLLMServer(responder=script) as server:
+        flow = _llm_flow(tree, server, tmp_path, check=crash_once)
+        with pytest.raises(RuntimeError, match="sandbox host went away"):
+            flow.run("llm-3")
+        assert flow.is_unfinished("llm-3") and tree.count() == 1
+        again = _llm_flow(tree, server, tmp_path, check=crash_once)  # a new process would do the same
+        outcome = again.run("llm-3")
+    assert outcome.status == "committed" and calls["n"] == 2
+    assert script.calls == {"proposer": 1, "reviewer": 1, "planner": 1, "coder": 1}
