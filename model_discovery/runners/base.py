@@ -36,8 +36,9 @@ def execute_job(job: VerifyJob) -> dict[str, Any]:
 
     opts = job.options
     Path(job.out_dir).mkdir(parents=True, exist_ok=True)
+    overrides = {"train_tokens": opts.train_tokens} if opts.train_tokens else None
     result = verify_design(job.design, job.scale, job.out_dir, eval=opts.eval, probes=opts.probes,
-                           wandb=opts.wandb, train_tokens=opts.train_tokens)
+                           wandb=opts.wandb, train_overrides=overrides)
     return result.model_dump(mode="json")
 
 
