@@ -8,6 +8,11 @@ under ``metrics``:
 - evals: ``evals`` / ``eval`` / ``tasks``: ``{task: accuracy}`` or ``{task: {"acc_norm"|"acc": x}}``;
 - probes: ``probes``: ``{probe: score}`` (same shapes).
 
+Verification records (:class:`~model_discovery.verify.VerifyResult`) are read too:
+``eval_metrics`` is flat ``<task>/<metric>`` (``local_ppl/bits_per_byte`` gives the loss,
+``<task>/acc_norm`` or ``<task>/acc`` the task accuracy), ``probe_scores`` is
+``probe/<name>`` (the ``probe/mean`` summary is skipped), ``final_val_loss`` is nats per token.
+
 Without a baseline, fitness = ``w_loss·(−loss) + w_eval·mean(acc) + w_probe·mean(probe)``. With
 the baseline (the gpt2 seed at the same rung) the terms become relative improvements:
 ``(loss_b − loss)/loss_b``, ``mean(acc) − mean(acc_b)`` over shared tasks, likewise probes — so 0
@@ -24,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 LOSS_KEYS_BPB = ("bpb", "bits_per_byte", "val_bpb")
-LOSS_KEYS_NATS = ("val_loss", "eval_loss", "loss")
+LOSS_KEYS_NATS = ("val_loss", "final_val_loss", "eval_loss", "loss")
 EVAL_KEYS = ("evals", "eval", "tasks")
 PROBE_KEYS = ("probes",)
 SCORE_KEYS = ("acc_norm", "acc", "accuracy", "score", "exact_match")
@@ -72,8 +77,28 @@ def _scores(block: Any) -> dict[str, float]:
     return out
 
 
+def _flat_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The verification record's flat ``eval_metrics`` / ``probe_scores`` in the nested shapes above."""
+    out: dict[str, Any] = {}
+    flat = record.get("eval_metrics")
+    if isinstance(flat, Mapping):
+        tasks: dict[str, dict[str, float]] = {}
+        for key, value in flat.items():
+            task, _, metric = str(key).rpartition("/")
+            if metric == "bits_per_byte" and _number(value) is not None:
+                out.setdefault("bpb", value)
+            elif task and metric in SCORE_KEYS and _number(value) is not None:
+                tasks.setdefault(task, {})[metric] = value
+        out["evals"] = tasks
+    probes = record.get("probe_scores")
+    if isinstance(probes, Mapping):
+        out["probes"] = {str(k).removeprefix("probe/"): v for k, v in probes.items() if k != "probe/mean"}
+    return out
+
+
 def _one(record: Mapping[str, Any]) -> tuple[float | None, str | None, dict[str, float], dict[str, float]]:
     sources = [record] + ([record["metrics"]] if isinstance(record.get("metrics"), Mapping) else [])
+    sources.append(_flat_metrics(record))
     loss, unit = None, None
     for keys, u in ((LOSS_KEYS_BPB, "bpb"), (LOSS_KEYS_NATS, "nats")):
         for src in sources:

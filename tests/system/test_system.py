@@ -1,0 +1,59 @@
+"""BuildSystem end to end: seeds in, symbolic design steps, real verification, leaderboard, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model_discovery.config import SystemConfig, VerifyOptions
+from model_discovery.system import BuildSystem
+
+
+def _config(run_dir: Path, steps: int = 2) -> SystemConfig:
+    return SystemConfig(run_dir=run_dir, seeds=["gpt2", "llama"], steps=steps, budgets={"micro": 4},
+                        verify=VerifyOptions(eval=False, probes=False, wandb=False, train_tokens=20_000))
+
+
+@pytest.mark.slow
+def test_discover_designs_verifies_and_ranks(tmp_path: Path) -> None:
+    system = BuildSystem(_config(tmp_path / "run"))
+    try:
+        report = system("discover a new model")
+    finally:
+        system.close()
+    assert len(report.outcomes) == 2 and all(o.status in ("committed", "failed", "rejected") for o in report.outcomes)
+    stats = report.stats
+    assert stats["seeds"] == 2 and stats["designs"] >= 2
+    # budget of 4 at micro: the two seeds are verified first, never more than 4 in total
+    assert 2 <= len(report.verified) <= 4 and stats["results_by_scale"]["micro"] == len(report.verified)
+    assert "gpt2@micro" in report.verified and report.best and report.best[0].fitness is not None
+    record = json.loads((tmp_path / "run" / "verify" / "gpt2@micro" / "verify_result.json").read_text())
+    assert record["status"] == "ok" and record["train"]["val_loss"]
+    assert (tmp_path / "run" / "config.yaml").exists()
+    assert len((tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()) == 2
+    assert "fitness" in report.summary()
+
+
+@pytest.mark.slow
+def test_reopened_run_continues_without_duplicates(tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "run", steps=1).model_copy(update={"verify": VerifyOptions(
+        eval=False, probes=False, wandb=False, train_tokens=20_000)})
+    first = BuildSystem(cfg)
+    try:
+        first.discover(progress=False)
+        before = first.tree.stats()
+    finally:
+        first.close()
+    second = BuildSystem(cfg)  # same run dir: seeds are not re-added, results not redone
+    try:
+        assert sorted(second.bootstrap()) == ["gpt2", "llama"]
+        assert second.tree.stats().designs == before.designs
+        second.discover(steps=1, progress=False)
+        after = second.tree.stats()
+    finally:
+        second.close()
+    assert after.designs >= before.designs and not second.tree.integrity_problems()
+    lines = (tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()
+    assert [json.loads(line)["thread_id"] for line in lines] == ["design-00000", "design-00001"]
