@@ -13,7 +13,7 @@ probe              capability                                                   
 ``fuzzy_recall``   recall of two-token values under two-token keys                      ~1/16
 ``selective_copy`` copy the few content tokens scattered among blanks, in order         ~1/32
 ``compression``    rebuild a random sequence from the last position's hidden state      ~1/32
-``memorization``   a fixed key→value map that exists only in the weights                ~1/28
+``memorization``   a fixed map of 1024 two-token keys to values, held only in weights  ~1/28
 =================  ==========================================================================
 
 Scores are the fraction of scored target tokens predicted exactly (greedy argmax), with the model
@@ -46,7 +46,7 @@ KEYS = (4, 20)        # 16 keys
 VALUES = (20, 36)     # 16 values
 NOISE = (36, 52)      # 16 noise tokens
 CONTENT = (4, 36)     # 32 content tokens (selective copy, compression)
-MEM_KEYS = (4, 36)    # 32 keys of the fixed map
+MEM_KEYS = (4, 36)     # keys of the fixed map are two of these 32 tokens: 1024 keys
 MEM_VALUES = (36, 64)  # 28 values of the fixed map
 PROBE_VOCAB = 64
 
@@ -175,24 +175,29 @@ def gen_compression(rng: np.random.Generator, n: int, seq_len: int) -> ProbeBatc
 
 
 def memorization_map(seed: int) -> np.ndarray:
-    """The fixed key -> value table of the memorization probe (same for training and scoring)."""
+    """The fixed table of the memorization probe: ``table[a, b]`` is the value of the two-token key
+    ``(MEM_KEYS[0] + a, MEM_KEYS[0] + b)`` (the same for training and scoring)."""
+    n_tok = MEM_KEYS[1] - MEM_KEYS[0]
     rng = np.random.default_rng([seed, 7919])
-    return MEM_VALUES[0] + rng.integers(0, MEM_VALUES[1] - MEM_VALUES[0], MEM_KEYS[1] - MEM_KEYS[0])
+    return MEM_VALUES[0] + rng.integers(0, MEM_VALUES[1] - MEM_VALUES[0], (n_tok, n_tok))
 
 
 def make_gen_memorization(table: np.ndarray) -> Generator:
     def gen_memorization(rng: np.random.Generator, n: int, seq_len: int) -> ProbeBatch:
-        """Each key at most once per sequence, followed by its value from the fixed table: the
-        value can only come from the weights."""
-        n_pairs = min(seq_len // 2, len(table))
+        """Triples ``a b v`` with ``v = table[a, b]``, each key at most once per sequence: the value
+        cannot be copied from context, and no single token's embedding determines it, so the
+        table has to be stored in the blocks' weights. The ``v`` after each key is scored."""
+        n_tok = table.shape[0]
+        n_keys = seq_len // 3
         rows = []
         for _ in range(n):
-            keys = rng.permutation(len(table))[:n_pairs]
+            codes = rng.choice(n_tok * n_tok, n_keys, replace=False)
             tokens, targets = [], []
-            for k in keys:
-                v = int(table[k])
-                tokens += [MEM_KEYS[0] + int(k), v]
-                targets += [v, IGNORE]
+            for c in codes:
+                a, b = divmod(int(c), n_tok)
+                v = int(table[a, b])
+                tokens += [MEM_KEYS[0] + a, MEM_KEYS[0] + b, v]
+                targets += [IGNORE, v, IGNORE]
             rows.append(_fill(tokens, targets, seq_len))
         return _batch(rows)
     return gen_memorization

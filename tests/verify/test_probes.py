@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model_discovery.gau import load_seed
-from model_discovery.verify.probes import (COPY, IGNORE, KEYS, PROBE_SCALE, PROBES, VALUES, ProbeConfig, ProbeError,
+from model_discovery.verify.probes import (COPY, IGNORE, KEYS, MEM_KEYS, PROBE_SCALE, PROBES, VALUES, ProbeConfig, ProbeError,
                                            gen_compression, gen_fuzzy_recall, gen_noisy_recall, gen_recall,
                                            gen_selective_copy, make_gen_memorization, memorization_map, run_probes)
 
@@ -53,9 +53,11 @@ def test_compression_and_memorization_data():
     assert np.array_equal(table, memorization_map(0)) and not np.array_equal(table, memorization_map(1))
     mem = make_gen_memorization(table)(np.random.default_rng(3), 4, 64)
     for tokens, targets in zip(mem.inputs.tolist(), mem.targets.tolist()):
-        keys = tokens[0::2]
+        keys = [tuple(tokens[i: i + 2]) for i in range(0, 63, 3)]
         assert len(set(keys)) == len(keys)  # each key once: the value cannot be copied from context
-        assert [targets[i] for i in range(0, 64, 2)] == [int(table[k - 4]) for k in keys]
+        assert [targets[i + 1] for i in range(0, 63, 3)] == [int(table[a - MEM_KEYS[0], b - MEM_KEYS[0]])
+                                                             for a, b in keys]
+        assert [tokens[i + 2] for i in range(0, 63, 3)] == [targets[i + 1] for i in range(0, 63, 3)]
 
 
 def test_every_probe_scores_in_unit_interval_and_is_deterministic(gpt2):

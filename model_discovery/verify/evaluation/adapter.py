@@ -136,13 +136,12 @@ class ModisLM(TemplateLM):
     # -- scoring core ----------------------------------------------------------------------
     @torch.inference_mode()
     def _logits(self, inputs: list[list[int]]) -> torch.Tensor:
-        """Log-probabilities (float32) for right-padded ``inputs``: (batch, max_len, vocab)."""
+        """Logits for right-padded ``inputs``: (batch, max_len, vocab)."""
         width = max(len(x) for x in inputs)
         batch = torch.full((len(inputs), width), self._eot_id, dtype=torch.long)
         for i, x in enumerate(inputs):
             batch[i, : len(x)] = torch.tensor(x, dtype=torch.long)
-        logits = self.model(batch.to(self._device))
-        return F.log_softmax(logits.float(), dim=-1)
+        return self.model(batch.to(self._device))
 
     def _score(self, sequences: list[tuple[list[int], int]], disable_tqdm: bool = False,
                desc: str = "scoring") -> list[tuple[float, bool]]:
@@ -157,10 +156,10 @@ class ModisLM(TemplateLM):
         pbar = tqdm(total=len(order), desc=desc, disable=disable_tqdm or len(order) < 256)
         for lo in range(0, len(order), self.batch_size):
             chunk = [windows[i] for i in order[lo: lo + self.batch_size]]
-            logp = self._logits([w[1] for w in chunk])
+            logits = self._logits([w[1] for w in chunk])
             for row, (r, inp, targets) in enumerate(chunk):
                 n = len(targets)
-                lp = logp[row, len(inp) - n: len(inp)]
+                lp = F.log_softmax(logits[row, len(inp) - n: len(inp)].float(), dim=-1)
                 tgt = torch.tensor(targets, dtype=torch.long, device=lp.device)
                 totals[r] += float(lp.gather(-1, tgt[:, None]).sum())
                 greedy[r] = greedy[r] and bool((lp.argmax(-1) == tgt).all())
@@ -219,9 +218,9 @@ class ModisLM(TemplateLM):
         while not all(done):
             live = [i for i, d in enumerate(done) if not d]
             windows = [seqs[i][-self.max_length:] for i in live]
-            logp = self._logits(windows)
+            logits = self._logits(windows)
             for row, i in enumerate(live):
-                nxt = int(logp[row, len(windows[row]) - 1].argmax())
+                nxt = int(logits[row, len(windows[row]) - 1].argmax())
                 if nxt == self._eot_id:
                     done[i] = True
                     continue
