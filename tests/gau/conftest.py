@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 import torch
 
-from model_discovery.gau import Design, build_lm, get_scale, list_seeds, load_seed
+from model_discovery.gau import build_lm, get_scale, load_seed
 
-SEEDS: list[str] = list_seeds()
 MICRO = get_scale("micro")
 
 
@@ -31,7 +30,3 @@ def micro_lm(seed_models: dict[str, Any]):
 
     return get
 
-
-def mini_design(units: dict[str, dict[str, Any]], root: str = "Blk", name: str = "mini") -> Design:
-    """A design from ``{unit: {role, source, children?}}`` (sources are plain strings)."""
-    return Design(name=name, root=root, units=units)

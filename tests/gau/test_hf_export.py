@@ -8,10 +8,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from model_discovery.gau import DesignError, build_lm, load_seed
+from model_discovery.gau import DesignError, build_lm, get_scale, list_seeds, load_seed
 from model_discovery.gau.hf_export import export_hf
-from tests.gau.conftest import MICRO, SEEDS
 
+SEEDS = list_seeds()
+MICRO = get_scale("micro")
 VOCAB = 96
 
 

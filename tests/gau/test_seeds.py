@@ -7,10 +7,11 @@ import time
 import pytest
 import torch
 
-from model_discovery.gau import build_lm, get_scale, load_seed
+from model_discovery.gau import build_lm, get_scale, list_seeds, load_seed
 from model_discovery.gau.library import library_root, seed_notes
-from tests.gau.conftest import MICRO, SEEDS
 
+SEEDS = list_seeds()
+MICRO = get_scale("micro")
 EXPECTED_SEEDS = {"gpt2", "llama", "retnet", "mamba2", "gla", "rwkv", "hyena", "deltanet"}
 
 
