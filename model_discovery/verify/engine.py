@@ -105,7 +105,8 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
             if probes is None:
                 warnings.append("probes skipped: model_discovery.verify.probes is not installed")
             else:
-                probe_scores = _floats(probes.run_probes(design, scale))
+                # probes train at their own tiny rung: a property of the design, not of this rung
+                probe_scores = _floats(probes.run_probes(design))
         except Exception as exc:  # noqa: BLE001 - a trained design keeps its result
             warnings.append(f"probes failed: {_one_line(exc)}")
     return {"train": result.model_dump(mode="json"), "eval_metrics": eval_metrics,

@@ -2,9 +2,9 @@
 
 AdamW (weight decay on 2-D parameters only), linear warmup then cosine decay, gradient clipping,
 gradient accumulation, bf16 autocast (and optionally ``torch.compile``) on CUDA, fp32 on CPU.
-Batches are random windows of the train stream drawn from an RNG seeded by ``(seed, step,
-micro-step)``, so a run is deterministic and a resumed run sees exactly the batches the
-uninterrupted run would have seen. Checkpoints (model, optimizer, step, curves, RNG states) go to
+Batches are random windows of the train stream drawn from an RNG seeded by ``(seed, step)``, so
+a run is deterministic, gradient accumulation splits the same batch, and a resumed run sees
+exactly the batches the uninterrupted run would have seen. Checkpoints (model, optimizer, step, curves, RNG states) go to
 ``<run_dir>/checkpoint.pt``; calling :func:`train` again with the same run dir resumes.
 """
 
@@ -350,8 +350,10 @@ def _train_step(fwd: nn.Module, optimizer: torch.optim.Optimizer, tokens: np.nda
                 step: int, device: torch.device, autocast: Any) -> torch.Tensor:
     """One optimizer step (with gradient accumulation); returns the step's mean loss (a tensor)."""
     loss_sum = torch.zeros((), device=device)
+    xs, ys = get_batch(tokens, config.batch_size, config.context_len, (config.seed, step), device)
     for micro in range(config.grad_accum):
-        x, y = get_batch(tokens, config.micro_size, config.context_len, (config.seed, step, micro), device)
+        rows = slice(micro * config.micro_size, (micro + 1) * config.micro_size)
+        x, y = xs[rows], ys[rows]
         with autocast:
             loss = lm_loss(fwd, x, y) / config.grad_accum
         loss.backward()
