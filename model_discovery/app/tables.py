@@ -158,6 +158,16 @@ def ladder_frame(budgets: Mapping[str, int] | None = None,
     return pd.DataFrame(rows)
 
 
+def human(value: float, key: str = "") -> str:
+    """A metric as a short readable string: bytes in MiB/GiB, large counts with k/M/B."""
+    if key.endswith("_bytes"):
+        return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.4g}"
+
+
 def outcome_counts(lines: Iterable[str]) -> dict[str, int]:
     """Counts of design-step outcomes (committed/failed/rejected) from ``outcomes.jsonl`` lines."""
     import json

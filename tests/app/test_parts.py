@@ -81,6 +81,9 @@ def test_unit_tree_ladder_and_outcomes() -> None:
     assert list(ladder["scale"]) == list(LADDER)
     assert dict(zip(ladder["scale"], ladder["run_budget"])) == {**{s: c.verify_budget for s, c in LADDER.items()},
                                                                 "14M": 4}
+    assert [tables.human(v, k) for k, v in [("train.tokens", 8_192_000), ("peak_memory_bytes", 300 * 2**20),
+                                            ("tokens_per_s", 51_000), ("final_val_loss", 3.25591)]] == \
+        ["8.19M", "300 MiB", "51k", "3.256"]
     assert tables.outcome_counts(['{"status": "committed"}', "", '{"status": "failed"}', "oops",
                                   '{"status": "committed"}']) == {"committed": 2, "failed": 1, "unreadable": 1}
 

@@ -142,7 +142,7 @@ with tab_train:
         if shown:
             cols = st.columns(len(shown))
             for col, (k, v) in zip(cols, shown.items()):
-                col.metric(k, f"{v:,.4g}")
+                col.metric(k, tables.human(v, k))
         curves = tables.curves_frame(res.record)
         if curves.empty:
             st.caption("This result has no loss curves.")

@@ -33,7 +33,8 @@ if set(keep) != set(statuses):
     edges = [e for e in edges if e["child"] in shown and e["parent"] in shown]
 
 verified = sum(n["fitness"] is not None for n in nodes)
-st.caption(f"{len(nodes)} designs · {len(edges)} edges · {verified} with fitness · "
+n_parent_edges = sum(e["kind"] == "parent" for e in edges)
+st.caption(f"{len(nodes)} designs · {n_parent_edges} parent edges · {verified} with fitness · "
            f"{max((n['generation'] for n in nodes), default=0) + 1} generations. "
            "Hover a node for its name, operator and fitness; click it to open it in the design viewer.")
 

@@ -82,7 +82,7 @@ def _show_result(out: Path) -> None:
     if shown:
         cols = st.columns(len(shown))
         for col, (k, v) in zip(cols, shown.items()):
-            col.metric(k, f"{v:,.4g}")
+            col.metric(k, tables.human(v, k))
     curves = tables.curves_frame(record)
     if not curves.empty:
         fig = px.line(curves, x="step", y="loss", color="curve", markers=True)
