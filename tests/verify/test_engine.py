@@ -1,0 +1,107 @@
+"""Verification engine tests: records, failures, the sandboxed path and the CLI entry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from model_discovery.gau import Design, ScaleConfig, UnitSpec, load_seed
+from model_discovery.verify.data import DataConfig
+from model_discovery.verify.engine import _execute_in_process, _verify, sandbox_limits, verify_command, verify_design
+from model_discovery.verify.result import RESULT_NAME, VerifyResult
+
+TINY = ScaleConfig(name="tiny", d_model=32, n_block=1, context_len=32, vocab_size=512, train_tokens=4096,
+                   batch_size=8, lr=1e-2, device="cpu")
+DATA = DataConfig(max_bytes=300_000)
+BUDGET = {"train_tokens": 4096, "final_eval_batches": 2}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def broken_design() -> Design:
+    seed = load_seed("gpt2")
+    units = dict(seed.units)
+    source = units["GeluMLP"].source.replace("super().__init__(d_model, block_loc, ctx)",
+                                             "super().__init__(d_model, block_loc, ctx)\n"
+                                             "        raise RuntimeError('mlp refuses to build')")
+    units["GeluMLP"] = UnitSpec(**{**units["GeluMLP"].model_dump(), "source": source})
+    return Design(name="gpt2-broken", root=seed.root, units=units)
+
+
+def in_process(design: Design, out: Path) -> VerifyResult:
+    return _verify(design, TINY, out, DATA, eval=False, probes=False, wandb=False, train_overrides=BUDGET,
+                   seed=0, cache_dir=None, execute=_execute_in_process)
+
+
+def test_verify_writes_a_record(tmp_path: Path) -> None:
+    seed = load_seed("gpt2")
+    record = in_process(seed, tmp_path)
+    assert record.status == "ok" and record.error == ""
+    assert record.design == "gpt2" and record.fingerprint == seed.fingerprint() and record.scale == "tiny"
+    assert record.train is not None and record.train.completed and record.train.tokens >= 4096
+    assert record.final_val_loss == record.train.final_val_loss < 6.3
+    assert record.tokens_per_s > 0 and record.peak_memory_bytes > 0 and record.wall_s > 0
+    saved = VerifyResult.load(tmp_path)
+    assert saved == record
+    assert json.loads((tmp_path / RESULT_NAME).read_text())["status"] == "ok"
+    assert (tmp_path / "train" / "checkpoint.pt").exists()
+    assert "gpt2" in record.summary() and "val loss" in record.summary()
+
+
+def test_a_design_that_fails_gives_a_failed_record(tmp_path: Path) -> None:
+    record = in_process(broken_design(), tmp_path)
+    assert record.status == "failed" and record.train is None
+    assert "mlp refuses to build" in record.error and "\n" not in record.error
+    assert VerifyResult.load(tmp_path / RESULT_NAME).status == "failed"
+
+
+def sandbox_or_skip() -> None:
+    pytest.importorskip("model_discovery.check.sandbox")
+
+
+def test_verify_design_trains_inside_the_sandbox(tmp_path: Path) -> None:
+    sandbox_or_skip()
+    from model_discovery.check.sandbox import SandboxLimits
+
+    limits = SandboxLimits(wall_time_s=300, threads=1, writable_dirs=[tmp_path],
+                           allowed_imports=sandbox_limits({"scale": TINY.model_dump()}, tmp_path).allowed_imports)
+    record = verify_design(load_seed("gpt2"), TINY, tmp_path, data_config=DATA, eval=False, probes=False,
+                           wandb=False, train_overrides=BUDGET, limits=limits)
+    assert record.status == "ok", record.error
+    assert record.train is not None and record.train.completed
+    assert VerifyResult.load(tmp_path).fingerprint == record.fingerprint
+
+    bad = verify_design(broken_design(), TINY, tmp_path / "bad", data_config=DATA, eval=False, probes=False,
+                        wandb=False, train_overrides=BUDGET, limits=limits.model_copy(
+                            update={"writable_dirs": [tmp_path / "bad"]}))
+    assert bad.status == "failed" and "mlp refuses to build" in bad.error
+
+
+def test_wandb_logging_is_offline_and_never_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_discovery.verify.tracking import log_verification, wandb_mode
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert wandb_mode() == "offline"
+    record = in_process(load_seed("gpt2"), tmp_path / "run")
+    run_dir = log_verification(record, tmp_path / "run")
+    assert run_dir is not None and Path(run_dir).is_dir() and "offline-run" in run_dir
+    monkeypatch.setenv("WANDB_MODE", "no-such-mode")  # wandb rejects it: logged, not raised
+    assert log_verification(record, tmp_path / "run") is None
+
+
+def test_verify_command_rejects_unknown_designs_and_scales(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert verify_command("no-such-seed", "micro", str(tmp_path)) == 2
+    assert "unknown seed 'no-such-seed'" in capsys.readouterr().err
+    assert verify_command("gpt2", "huge", str(tmp_path)) == 2
+    assert "unknown scale 'huge'" in capsys.readouterr().err
