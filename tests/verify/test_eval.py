@@ -15,7 +15,7 @@ from lm_eval.api.registry import get_model
 
 from model_discovery.gau import build_lm, load_seed
 from model_discovery.gau.scales import ScaleConfig
-from model_discovery.verify.evaluation import (EvalError, LocalTaskConfig, ModisLM, evaluate, flatten_results,
+from model_discovery.verify.evaluation import (EvalConfig, EvalError, LocalTaskConfig, ModisLM, evaluate, flatten_results,
                                                score_windows, write_local_tasks)
 from model_discovery.verify.tokenizer import train_bpe
 
@@ -143,12 +143,14 @@ def test_generate_until_greedy_and_stops(lm, model, tokenizer):
 def test_local_task_files(documents, tmp_path):
     cfg = LocalTaskConfig(ppl_docs=3, nextline_items=5)
     names = write_local_tasks(documents, tmp_path, cfg)
-    assert names == ["local_ppl", "local_nextline"]
+    assert names == ["local_ppl", "local_nextline", "local_complete"]
     rows = [json.loads(x) for x in (tmp_path / "local_nextline.jsonl").read_text().splitlines()]
     assert len(rows) == 5
     for row in rows:
         assert len(row["choices"]) == cfg.nextline_choices and len(set(row["choices"])) == cfg.nextline_choices
         assert 0 <= row["label"] < cfg.nextline_choices and row["context"].endswith("\n")
+    completions = [json.loads(x) for x in (tmp_path / "local_complete.jsonl").read_text().splitlines()]
+    assert [c["answer"] for c in completions] == [r["choices"][r["label"]] for r in rows]
     assert write_local_tasks(documents[:1], tmp_path / "one", cfg) == ["local_ppl"]  # no distractors
 
 
@@ -160,6 +162,12 @@ def test_evaluate_local_tasks_through_simple_evaluate(model, tokenizer, document
     assert 0.0 <= metrics["local_nextline/acc"] <= 1.0
     record = json.loads((tmp_path / "eval_results.json").read_text())
     assert record["metrics"] == metrics and record["skipped"] == {}
+
+
+def test_generation_task_through_simple_evaluate(model, tokenizer, documents, tmp_path):
+    metrics = evaluate(model, tokenizer, TINY, tmp_path, tasks=["local_complete"], limit=2, documents=documents[6:],
+                       config=EvalConfig(local=LocalTaskConfig(complete_max_tokens=6)))
+    assert set(metrics) == {"local_complete/exact_match"} and 0.0 <= metrics["local_complete/exact_match"] <= 1.0
 
 
 def test_standard_task_offline_is_skipped_with_one_line(model, tokenizer, documents, tmp_path, caplog, monkeypatch):

@@ -3,7 +3,8 @@
 from model_discovery.verify.evaluation.adapter import ModisLM, score_windows
 from model_discovery.verify.evaluation.harness import (STANDARD_TASKS, EvalConfig, EvalError, default_tasks,
                                                        evaluate, flatten_results)
-from model_discovery.verify.evaluation.local_tasks import LOCAL_TASKS, LocalTaskConfig, write_local_tasks
+from model_discovery.verify.evaluation.local_tasks import (DEFAULT_LOCAL_TASKS, LOCAL_TASKS, LocalTaskConfig,
+                                                          write_local_tasks)
 
-__all__ = ["ModisLM", "score_windows", "STANDARD_TASKS", "LOCAL_TASKS", "EvalConfig",
+__all__ = ["ModisLM", "score_windows", "STANDARD_TASKS", "LOCAL_TASKS", "DEFAULT_LOCAL_TASKS", "EvalConfig",
            "EvalError", "LocalTaskConfig", "default_tasks", "evaluate", "flatten_results", "write_local_tasks"]

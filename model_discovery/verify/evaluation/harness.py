@@ -32,7 +32,8 @@ from tokenizers import Tokenizer
 
 from model_discovery.gau.scales import ScaleConfig
 from model_discovery.verify.evaluation.adapter import ModisLM
-from model_discovery.verify.evaluation.local_tasks import LOCAL_TASKS, LocalTaskConfig, write_local_tasks
+from model_discovery.verify.evaluation.local_tasks import (DEFAULT_LOCAL_TASKS, LOCAL_TASKS, LocalTaskConfig,
+                                                          write_local_tasks)
 
 log = logging.getLogger("model_discovery.verify.evaluation")
 
@@ -46,7 +47,7 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(16, gt=0)
-    device: str = "auto"
+    device: str | None = Field(None, description="None: wherever the model is; else 'cpu', 'cuda', 'auto'")
     max_gen_toks: int = Field(64, gt=0)
     local: LocalTaskConfig = Field(default_factory=LocalTaskConfig)
     hub_timeout_s: float = Field(3.0, gt=0, description="how long to wait for the hub before going offline")
@@ -57,8 +58,8 @@ class EvalError(RuntimeError):
 
 
 def default_tasks(scale: ScaleConfig) -> list[str]:
-    """Local tasks at every rung; the standard tasks as well above ``micro``."""
-    return list(LOCAL_TASKS) if scale.name == "micro" else [*LOCAL_TASKS, *STANDARD_TASKS]
+    """Local perplexity and next-line tasks at every rung; the standard tasks as well above ``micro``."""
+    return list(DEFAULT_LOCAL_TASKS) if scale.name == "micro" else [*DEFAULT_LOCAL_TASKS, *STANDARD_TASKS]
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
@@ -139,11 +140,11 @@ def flatten_results(results: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
-def _held_out_documents() -> list[str]:
+def _held_out_documents(data_config: Any = None) -> list[str]:
     from model_discovery.verify.data import DataError, corpus_documents
 
     try:
-        return list(corpus_documents("test"))
+        return list(corpus_documents("test", data_config))
     except DataError as exc:
         raise EvalError(f"no held-out documents given and the corpus is unavailable: {_one_line(exc)}") from exc
 
@@ -151,19 +152,21 @@ def _held_out_documents() -> list[str]:
 def evaluate(model: torch.nn.Module, tokenizer: Tokenizer, scale: ScaleConfig, out_dir: str | Path,
              tasks: Sequence[str] | None = None, limit: int | float | None = None, *,
              documents: Sequence[str] | None = None, eot_id: int | None = None,
-             config: EvalConfig | None = None) -> dict[str, float]:
+             config: EvalConfig | None = None, data_config: Any = None) -> dict[str, float]:
     """Evaluate a trained design with lm-eval; return flat metrics ``{"<task>/<metric>": value}``.
 
     Args:
-        model: the trained :class:`DesignLM` (left in eval mode on its device).
+        model: the trained :class:`DesignLM` (its train/eval mode is restored afterwards).
         tokenizer: the rung's tokenizer.
         scale: the rung (chooses the default tasks).
         out_dir: where the local tasks' files and ``eval_results.json`` are written.
         tasks: task names (local, standard lm-eval, or groups); default :func:`default_tasks`.
         limit: examples per task (an int) or a fraction of each task (a float below 1).
-        documents: held-out documents for the local tasks; default ``corpus_documents("test")``.
+        documents: held-out documents for the local tasks; default the test split of the corpus
+            (``corpus_documents("test", data_config)``).
         eot_id: end-of-text id; default the tokenizer's ``<|endoftext|>``.
         config: batch size, device, local-task sizes.
+        data_config: the corpus's ``DataConfig`` (default: the default corpus).
 
     Standard tasks whose data cannot be had are skipped with one warning line each; an unknown
     task name or an empty task list raises :class:`EvalError`.
@@ -183,7 +186,7 @@ def evaluate(model: torch.nn.Module, tokenizer: Tokenizer, scale: ScaleConfig, o
     written: list[str] = []
     (out / "tasks").mkdir(exist_ok=True)
     if local_wanted:
-        docs = list(documents) if documents is not None else _held_out_documents()
+        docs = list(documents) if documents is not None else _held_out_documents(data_config)
         written = write_local_tasks(docs, out / "tasks", cfg.local)
         for name in local_wanted:
             if name not in written:

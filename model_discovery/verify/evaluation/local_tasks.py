@@ -8,6 +8,8 @@ per task; ``lm_eval.tasks.TaskManager(include_path=tasks_dir)`` then finds them 
 * ``local_nextline`` (``multiple_choice``): a few lines of a held-out document, then the true
   next line among distractor lines of similar length drawn from *other* documents; ``acc``
   (raw log-likelihood) and ``acc_norm`` (per character). Chance is ``1 / n_choices``.
+* ``local_complete`` (``generate_until``, on request only): the same contexts; the model writes
+  the next line greedily (stopping at the newline) and scores ``exact_match`` against it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-LOCAL_TASKS: tuple[str, ...] = ("local_ppl", "local_nextline")
+LOCAL_TASKS: tuple[str, ...] = ("local_ppl", "local_nextline", "local_complete")
+DEFAULT_LOCAL_TASKS: tuple[str, ...] = ("local_ppl", "local_nextline")
 
 
 class LocalTaskConfig(BaseModel):
@@ -35,6 +38,7 @@ class LocalTaskConfig(BaseModel):
     nextline_choices: int = Field(4, ge=2, description="answers per question, one true")
     nextline_context_lines: int = Field(6, gt=0, description="lines of context before the line to choose")
     min_line_chars: int = Field(12, gt=0, description="shortest stripped line used as an answer")
+    complete_max_tokens: int = Field(48, gt=0, description="generation budget of local_complete")
 
 
 def cut_document(text: str, max_chars: int) -> str:
@@ -130,6 +134,14 @@ def write_local_tasks(documents: Sequence[str], tasks_dir: str | Path,
                             {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}],
         }),
     }
+    bodies["local_complete"] = ([{"context": r["context"], "answer": r["choices"][r["label"]]}  # type: ignore[index]
+                                 for r in bodies["local_nextline"][0]], {
+        "output_type": "generate_until",
+        "doc_to_text": "context",
+        "doc_to_target": "answer",
+        "generation_kwargs": {"until": ["\n"], "max_gen_toks": cfg.complete_max_tokens, "do_sample": False},
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+    })
     written: list[str] = []
     for name, (rows, body) in bodies.items():
         data_file = tasks_dir / f"{name}.jsonl"
