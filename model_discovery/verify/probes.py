@@ -71,7 +71,8 @@ class ProbeConfig(BaseModel):
     warmup_frac: float = Field(0.1, ge=0, lt=1)
     eval_examples: int = Field(256, gt=0, description="held-out sequences scored per probe")
     seq_len: int = Field(64, ge=32, description="tokens per probe sequence")
-    threads: int | None = Field(1, description="torch CPU threads while probing (tiny models run best on one; None: leave as is)")
+    threads: int | None = Field(1, description="torch CPU threads while probing (tiny models run best "
+                                "on one; None: leave as is)")
 
 
 @dataclass(frozen=True)

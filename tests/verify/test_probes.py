@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from model_discovery.gau import load_seed
-from model_discovery.verify.probes import (COPY, IGNORE, KEYS, MEM_KEYS, PROBE_SCALE, PROBES, VALUES, ProbeConfig, ProbeError,
-                                           gen_compression, gen_fuzzy_recall, gen_noisy_recall, gen_recall,
+from model_discovery.verify.probes import (COPY, IGNORE, KEYS, MEM_KEYS, PROBE_SCALE, PROBES, VALUES, ProbeConfig,
+                                           ProbeError, gen_compression, gen_fuzzy_recall, gen_noisy_recall, gen_recall,
                                            gen_selective_copy, make_gen_memorization, memorization_map, run_probes)
 
 FAST = ProbeConfig(steps=4, batch_size=8, eval_examples=16)
