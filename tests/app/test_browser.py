@@ -117,6 +117,16 @@ def test_every_page_renders_in_chromium(server: str, populated_run: tuple[Path, 
                 shot = tmp_path / f"{path.split('?')[0] or 'evolve'}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 shots.append(shot)
+            # clicking a node of the tree opens that design in the design viewer
+            page.goto(f"{server}/tree", wait_until="domcontentloaded")
+            point = page.locator(".js-plotly-plot .scatterlayer .point").first
+            point.wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)
+            box = point.bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.get_by_role("heading", name="Design viewer").first.wait_for(timeout=60_000)
+            assert "/design" in page.url
             assert not errors, errors
         finally:
             browser.close()

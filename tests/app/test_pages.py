@@ -221,3 +221,28 @@ def test_config_page_specs_ladder_run_config_and_validation(populated_run: tuple
     by_label(at.button, "Validate").click()
     at.run()
     assert any(t.startswith("Valid: proposer [symbolic]") for t in texts(at.success))
+
+
+def test_evolve_starts_and_stops_a_real_discovery_run(empty_run: Path) -> None:
+    at = load(empty_run, "evolve")
+    by_label(at.number_input, "Design steps").set_value(2)
+    by_label(at.button, "Start run").click()
+    at.run()
+    assert not at.exception
+    status = jobs.job_status(empty_run, "discover")
+    try:
+        assert status.running
+        args = status.command
+        assert args[args.index("discover"):] == ["discover", "discover a new model", "--steps", "2", "--scale",
+                                                 "micro", "--selector", "evolutionary", "--run-dir", str(empty_run)]
+        assert (empty_run / "discover.pid").read_text() == str(status.pid)
+        assert "Stop run" in [b.label for b in at.button] and "Start run" not in [b.label for b in at.button]
+        assert any("**Status:** running" in t for t in texts(at.markdown))
+        by_label(at.button, "Stop run").click()
+        at.run()
+    finally:
+        jobs.stop_job(empty_run, "discover")
+    assert jobs.job_status(empty_run, "discover").state == "stopped"
+    assert "Start run" in [b.label for b in at.button]
+    assert any("**Status:** stopped" in t for t in texts(at.markdown))
+    assert "discover" in (empty_run / "discover.log").read_text().splitlines()[0]
