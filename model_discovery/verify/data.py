@@ -127,11 +127,13 @@ class TokenData:
 
 # -- cache -------------------------------------------------------------------------------------
 def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """``cache_dir``, else ``$MODIS_CACHE``, else ``~/.cache/model_discovery``."""
+    """``cache_dir``, else ``$MODIS_CACHE``, else ``~/.cache/model_discovery`` (absolute)."""
     if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("MODIS_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "model_discovery"
+        root = Path(cache_dir)
+    else:
+        env = os.environ.get("MODIS_CACHE")
+        root = Path(env) if env else Path.home() / ".cache" / "model_discovery"
+    return root.expanduser().resolve()
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from typing import Any
 
 from model_discovery.gau.design import Design, DesignError
 from model_discovery.gau.scales import ScaleConfig, get_scale
-from model_discovery.verify.data import DataConfig, load_token_data
+from model_discovery.verify.data import DataConfig, cache_root, load_token_data
 from model_discovery.verify.result import VerifyResult
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def _verify(design: Design, scale: ScaleConfig | str, out_dir: str | Path, data_
         return _finish(record, out, wandb)
     payload = {"design": design.to_json(indent=None), "scale": scale.model_dump(mode="json"),
                "data_dir": str(data.path), "data_config": data_config.model_dump(mode="json"),
-               "cache_dir": str(cache_dir) if cache_dir is not None else None, "out_dir": str(out),
+               "cache_dir": str(cache_root(cache_dir).resolve()), "out_dir": str(out),
                "eval": bool(eval), "probes": bool(probes), "seed": int(seed),
                "train": dict(train_overrides or {})}
     ok, result, error, kind, _wall, peak_rss = execute(payload, out)
