@@ -155,7 +155,12 @@ def test_local_task_files(documents, tmp_path):
 
 
 def test_evaluate_local_tasks_through_simple_evaluate(model, tokenizer, documents, tmp_path):
-    metrics = evaluate(model, tokenizer, TINY, tmp_path, limit=4, documents=documents[6:])
+    model.train()
+    try:
+        metrics = evaluate(model, tokenizer, TINY, tmp_path, limit=4, documents=documents[6:])
+        assert model.training  # the caller's mode is restored
+    finally:
+        model.eval()
     assert set(metrics) == {"local_ppl/word_perplexity", "local_ppl/byte_perplexity", "local_ppl/bits_per_byte",
                             "local_nextline/acc", "local_nextline/acc_norm"}
     assert 0.0 < metrics["local_ppl/bits_per_byte"] < 20.0

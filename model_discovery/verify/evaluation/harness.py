@@ -213,9 +213,9 @@ def evaluate(model: torch.nn.Module, tokenizer: Tokenizer, scale: ScaleConfig, o
             specs.append(name)
         metrics: dict[str, float] = {}
         if runnable:
+            was_training = model.training
             lm = ModisLM(model, tokenizer, eot_id=eot_id, batch_size=cfg.batch_size, device=cfg.device,
                          max_gen_toks=cfg.max_gen_toks)
-            was_training = model.training
             try:
                 res = simple_evaluate(model=lm, tasks=specs, limit=limit, task_manager=manager,
                                       bootstrap_iters=0, log_samples=False, random_seed=0,
