@@ -155,7 +155,8 @@ def gui(port: int = typer.Option(8501, "--port"), run_dir: Path = RunDir) -> Non
     main = Path(__file__).with_name("app") / "main.py"
     env = {**os.environ, "MODIS_RUN_DIR": str(run_dir)}
     raise typer.Exit(subprocess.call([sys.executable, "-m", "streamlit", "run", str(main),
-                                      "--server.port", str(port), "--server.headless", "true"], env=env))
+                                      "--server.port", str(port), "--server.headless", "true",
+                                      "--client.toolbarMode", "minimal"], env=env))
 
 
 @app.command()

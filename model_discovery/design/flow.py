@@ -116,7 +116,9 @@ class DesignFlow:
 
     def _node_review(self, state: FlowState) -> dict[str, Any]:
         proposal = Proposal.model_validate(state["proposal"])
-        context = ReviewContext(parents=[self._design(p) for p in state["parents"]],
+        parents = [self._design(p) for p in state["parents"]]
+        known = [r.design for r in self.tree.list_designs() if r.name not in state["parents"]]
+        context = ReviewContext(parents=parents, known_designs=known,
                                 known_fingerprints=set(self.tree.fingerprints()),
                                 scale=get_scale(self.config.check_scale),
                                 knowledge=list(state.get("knowledge", [])))
@@ -162,6 +164,9 @@ class DesignFlow:
         if index >= len(plan):
             return {"plan_index": index}
         unit = plan[index]
+        remember = getattr(self.coder, "remember", None)
+        if callable(remember):  # a coder that repairs by reverting to a parent's unit
+            remember(*(self._design(p) for p in state["parents"]))
         draft = dict(state["draft"])
         proposal = Proposal.model_validate(state["proposal"])
         impl: UnitImplementation = self.coder.implement(proposal, Design.model_construct(**_construct(draft)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Union
 
@@ -166,6 +167,7 @@ def used_slots(source: str) -> list[str]:
     return slots
 
 
+@lru_cache(maxsize=4096)
 def normalise_source(source: str) -> str:
     """Source with comments, docstrings and formatting removed (for duplicate detection)."""
     try:
