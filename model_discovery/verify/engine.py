@@ -179,11 +179,31 @@ def sandbox_warmup(threads: int = 1) -> None:
     from model_discovery.gau import compose  # noqa: F401
 
     torch.set_num_threads(max(1, int(threads)))
-    for name in ("model_discovery.verify.evaluation", "model_discovery.verify.probes"):
+    for name in ("model_discovery.verify.evaluation", "model_discovery.verify.probes", *_EVAL_IMPORTS):
         try:
             _optional_module(name)
         except Exception:  # noqa: BLE001 - reported when sandbox_entry uses it
             pass
+    _quiet_lm_eval()
+
+
+# Modules lm-eval imports lazily during an evaluation; some (fsspec) touch ctypes on import,
+# which the sandbox forbids after lockdown, so they are imported during warm-up.
+_EVAL_IMPORTS = ("fsspec.utils", "fsspec.compression", "datasets", "pandas", "pyarrow", "scipy.stats",
+                 "sacrebleu", "lm_eval.evaluator", "lm_eval.tasks", "lm_eval.api.metrics", "lm_eval.filters",
+                 "lm_eval.loggers", "jinja2", "xxhash", "zstandard")
+
+
+def _quiet_lm_eval() -> None:
+    """In the sandboxed child only: lm-eval records the git hash and environment details by
+    running ``git`` and ``torch.utils.collect_env`` subprocesses, which the sandbox forbids;
+    replace those two reporters with ones that record nothing."""
+    try:
+        import lm_eval.evaluator as evaluator
+    except Exception:  # noqa: BLE001 - no lm-eval, nothing to quiet
+        return
+    evaluator.get_git_commit_hash = lambda: None
+    evaluator.add_env_info = lambda storage: None
 
 
 def _execute_in_process(payload: dict[str, Any], out_dir: Path
