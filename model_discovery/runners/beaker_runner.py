@@ -7,8 +7,9 @@ A job becomes one single-task experiment built from a YAML template in ``etc/bea
 
 which writes ``/results/result.json``; Beaker keeps ``/results`` as the job's result dataset.
 :meth:`BeakerRunner.wait` polls the latest job of the experiment until it is finalized, then
-reads ``result.json`` from that dataset. A job that Beaker preempted is submitted again (at most
-``resubmits`` times); anything else that goes wrong comes back as a failed record.
+reads ``result.json`` from that dataset. A preempted job is resumed by Beaker when the template
+sets ``auto_resume`` (the runner keeps polling), else submitted again (at most ``resubmits``
+times); anything else that goes wrong comes back as a failed record.
 
     runner = BeakerRunner("etc/beaker/verify.yaml")            # BEAKER_TOKEN from the environment
     records = runner.run([job])
@@ -280,10 +281,14 @@ class BeakerRunner(Runner):
             while True:
                 bjob = self.client.workload.get_latest_job(sub.workload)
                 if bjob is not None and bjob.status.HasField("finalized"):
-                    if self._preempted(bjob) and sub.submissions <= self.config.resubmits:
+                    preempted = self._preempted(bjob)
+                    if preempted and self.config.auto_resume:
+                        pass  # Beaker starts a new job for the task; keep polling the latest one
+                    elif preempted and sub.submissions <= self.config.resubmits:
                         self._create(sub)
                         continue
-                    return self._collect(sub, bjob)
+                    else:
+                        return self._collect(sub, bjob)
                 if deadline is not None and time.monotonic() >= deadline:
                     self._cancel(sub)
                     return failed_record(sub.job, f"no result after {timeout_s:g} s; Beaker experiment "
