@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               exit_when_idle=args.exit_when_idle, poll_s=args.poll)
         return 0
     except (ValueError, OSError) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 
 
