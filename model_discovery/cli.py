@@ -150,6 +150,29 @@ def tree_export(out: Path = typer.Argument(..., help="JSONL file to write"), run
 
 
 @app.command()
+def serve(
+    config: Optional[Path] = ConfigOpt,
+    run_dir: Path = RunDir,
+    tree_url: Optional[str] = typer.Option(None, "--tree-url", help="shared tree, e.g. postgresql+psycopg://..."),
+    max_jobs: Optional[int] = typer.Option(None, "--max-jobs", help="stop after this many verifications"),
+    exit_when_idle: bool = typer.Option(False, "--exit-when-idle", help="stop when nothing is left to claim"),
+    lease_ttl: float = typer.Option(600.0, "--lease-ttl", help="seconds a claim lives without a heartbeat"),
+) -> None:
+    """Run a verification node: claim, verify and record picks from a (shared) tree."""
+    from model_discovery.config import ConfigError, SystemConfig
+    from model_discovery.runners.worker import serve as serve_node
+
+    try:
+        cfg = SystemConfig.load(config) if config else SystemConfig(run_dir=run_dir)
+        if tree_url:
+            cfg = cfg.model_copy(update={"tree_url": tree_url})
+    except ConfigError as exc:
+        _fail(str(exc))
+    done = serve_node(cfg, max_jobs=max_jobs, exit_when_idle=exit_when_idle, lease_ttl_s=lease_ttl)
+    typer.echo(f"verified {len(done)}: {', '.join(done) or '-'}")
+
+
+@app.command()
 def gui(port: int = typer.Option(8501, "--port"), run_dir: Path = RunDir) -> None:
     """Start the Streamlit front-end."""
     main = Path(__file__).with_name("app") / "main.py"

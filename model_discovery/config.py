@@ -38,6 +38,8 @@ class SystemConfig(BaseModel):
     budgets: dict[str, int] = Field(default_factory=dict, description="verify budget overrides per rung")
     selector: Literal["evolutionary", "random"] = "evolutionary"
     runner: Literal["local", "ray", "beaker"] = "local"
+    runner_options: dict[str, Any] = Field(default_factory=dict,
+                                           description="RayRunnerConfig / BeakerJobConfig fields")
     flow: FlowConfig = Field(default_factory=FlowConfig)
     verify: VerifyOptions = Field(default_factory=VerifyOptions)
     seed: int = 0

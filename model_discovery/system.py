@@ -67,7 +67,7 @@ class DiscoverySystem:
         self.flow = DesignFlow(self.tree, self.selector, proposer, reviewer, coder, check=run_checks,
                                config=config.flow, checkpoint_path=config.run_dir / "flow_checkpoints.sqlite",
                                knowledge=self.knowledge, planner=self.planner)
-        self.runner = make_runner(config.runner)
+        self.runner = make_runner(config.runner, **config.runner_options)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._state_path = config.run_dir / "state.json"
 

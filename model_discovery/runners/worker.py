@@ -174,7 +174,7 @@ def serve(config: Any, owner: str | None = None, *, runner: Runner | None = None
     owner = owner or default_owner()
     cfg = SelectorConfig(seed=config.seed, scales=list(config.ladder), lease_ttl_s=lease_ttl_s)
     selector = RandomSelector(cfg) if config.selector == "random" else Selector(cfg)
-    runner = runner or make_runner(config.runner)
+    runner = runner or make_runner(config.runner, **config.runner_options)
     budgets = {s: config.budget(s) for s in config.ladder}
     done: list[str] = []
     tree = EvolutionTree(config.resolved_tree_url)
