@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 discover: $(STAMP)
-	$(BIN)/modis discover --scale micro --steps 6 --run-dir runs/discover
+	$(BIN)/modis discover --config etc/discover-cpu.yaml
+	$(BIN)/modis tree show --run-dir runs/discover
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

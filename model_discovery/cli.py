@@ -46,9 +46,9 @@ def _system(config: Optional[Path], run_dir: Path, **overrides: object):  # noqa
 @app.command()
 def discover(
     request: str = typer.Argument("discover a new model", help="what to look for (passed to the proposer)"),
-    steps: int = typer.Option(4, "--steps", "-n", help="design steps"),
-    scale: str = typer.Option("micro", "--scale", "-s", help="rung designs are checked and verified at"),
-    selector: str = typer.Option("evolutionary", help="evolutionary | random"),
+    steps: Optional[int] = typer.Option(None, "--steps", "-n", help="design steps (default: config, 4)"),
+    scale: Optional[str] = typer.Option(None, "--scale", "-s", help="rung to verify at (default: config, micro)"),
+    selector: Optional[str] = typer.Option(None, help="evolutionary | random (default: config)"),
     agents: Optional[Path] = typer.Option(None, "--agents", help="agent spec folder (default: symbolic)"),
     no_eval: bool = typer.Option(False, "--no-eval", help="skip lm-eval after training"),
     no_probes: bool = typer.Option(False, "--no-probes", help="skip synthetic probes"),
@@ -56,13 +56,13 @@ def discover(
     run_dir: Path = RunDir,
 ) -> None:
     """Run discovery steps (design, check, verify) and print the leaderboard."""
-    system = _system(config, run_dir, selector=selector, agent_spec_dir=agents,
-                     ladder=None if config else [scale])
+    system = _system(config, run_dir, selector=selector, agent_spec_dir=agents, steps=steps,
+                     ladder=[scale] if scale else None)
     if no_eval or no_probes:
         system.config.verify = system.config.verify.model_copy(
             update={"eval": not no_eval, "probes": not no_probes})
     try:
-        report = system(request, steps=steps)
+        report = system(request)
     finally:
         system.close()
     typer.echo(report.summary())
