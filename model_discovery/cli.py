@@ -185,14 +185,19 @@ def gui(port: int = typer.Option(8501, "--port"), run_dir: Path = RunDir) -> Non
 @app.command()
 def export(ref: str = typer.Argument(..., help="design JSON path or seed name"),
            out_dir: Path = typer.Argument(..., help="Hugging Face model folder to write"),
-           scale: str = typer.Option("micro", "--scale", "-s"),
-           checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="trained weights (.pt/.safetensors)")) -> None:
+           scale: str = typer.Option("micro", "--scale", "-s", help="rung (ignored with --from)"),
+           trained: Optional[Path] = typer.Option(None, "--from", help="verification folder: export its trained "
+                                                  "weights and tokenizer")) -> None:
     """Export a design as a Hugging Face model folder (loads with trust_remote_code=True)."""
-    from model_discovery.gau import get_scale, load_design
-    from model_discovery.gau.hf_export import export_hf, load_state_dict
+    from model_discovery.gau import DesignError, get_scale, load_design
+    from model_discovery.gau.hf_export import export_hf, export_verified
 
-    state = load_state_dict(checkpoint) if checkpoint else None
-    path = export_hf(load_design(ref), get_scale(scale), out_dir, state_dict=state)
+    try:
+        design = load_design(ref)
+        path = (export_verified(design, trained, out_dir) if trained
+                else export_hf(design, get_scale(scale), out_dir))
+    except (DesignError, KeyError) as exc:
+        _fail(str(exc).strip("'\""))
     typer.echo(json.dumps({"exported": str(path)}))
 
 

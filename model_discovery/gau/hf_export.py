@@ -177,6 +177,35 @@ def export_hf(design: Design, scale: ScaleConfig, out_dir: str | Path,
     return out
 
 
+def export_verified(design: Design, verify_dir: str | Path, out_dir: str | Path) -> Path:
+    """Export the model a verification trained: its weights, tokenizer and rung.
+
+    ``verify_dir`` is a verification folder (``verify_result.json``, ``train/model.safetensors``,
+    plain tensors written by the trainer: never a pickle from the sandbox). Raises :class:`DesignError` naming the
+    file when the folder is not a finished verification of ``design``.
+    """
+    from tokenizers import Tokenizer
+
+    from model_discovery.gau.scales import get_scale
+
+    folder = Path(verify_dir)
+    from safetensors.torch import load_file
+
+    record_path, weights = folder / "verify_result.json", folder / "train" / "model.safetensors"
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DesignError(f"{record_path}: not a verification record ({exc})") from exc
+    if record.get("fingerprint") != design.fingerprint():
+        raise DesignError(f"{record_path}: verifies design {record.get('design')!r}, not {design.name!r}")
+    if record.get("status") != "ok" or not weights.exists():
+        raise DesignError(f"{folder}: no finished training to export (status {record.get('status')!r})")
+    state = load_file(str(weights))
+    tok_path = Path(record.get("data_dir", "")) / "tokenizer.json"
+    tokenizer = Tokenizer.from_file(str(tok_path)) if tok_path.is_file() else None
+    return export_hf(design, get_scale(record["scale"]), out_dir, state_dict=state, tokenizer=tokenizer)
+
+
 def _strip_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     keys = list(state_dict)
     if keys and all(k.startswith("model.") for k in keys):

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from model_discovery.gau.scales import ScaleConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
+WEIGHTS_NAME = "model.safetensors"
 CurvePoint = tuple[int, int, float]  # (step, tokens seen, loss)
 
 
@@ -233,6 +234,26 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     os.replace(tmp, path)
 
 
+def save_weights(path: Path, model: nn.Module) -> None:
+    """The final weights alone as safetensors (plain data: safe to load outside the sandbox).
+
+    Tied tensors are stored once, under the first key that names them (``wte.weight`` for the
+    tied embedding/head of :class:`DesignLM`).
+    """
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, int, tuple[int, ...]]] = set()
+    for key, value in model.state_dict().items():
+        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
+        if ident not in seen:
+            seen.add(ident)
+            tensors[key] = value.detach().to("cpu").contiguous()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, path)
+
+
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                     config: TrainConfig) -> tuple[int, list[CurvePoint], list[CurvePoint]]:
     """Restore model, optimizer and RNG states; returns (step, train curve, val curve)."""
@@ -329,6 +350,7 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
 
     if ckpt is not None:
         save_checkpoint(ckpt, model, optimizer, step, config, train_curve, val_curve)
+        save_weights(ckpt.with_name(WEIGHTS_NAME), model)
     final_val = evaluate_loss(model, data.val, config, config.final_eval_batches, device, autocast)
     if not math.isfinite(final_val):
         raise TrainingError(f"final val loss is {final_val} at step {step} (diverged)")
