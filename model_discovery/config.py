@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_discovery.design.state import FlowConfig
+from model_discovery.errors import field_error
 
 
 class ConfigError(ValueError):
@@ -70,6 +71,4 @@ class SystemConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-            raise ConfigError(f"{origin}: field {loc}: {first['msg']}") from exc
+            raise ConfigError(f"{origin}: {field_error(exc)}") from exc

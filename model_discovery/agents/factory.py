@@ -27,6 +27,7 @@ from model_discovery.agents.roles import LLMCoder, LLMObserver, LLMPlanner, LLMP
 from model_discovery.agents.spec import AgentSpec, AgentSpecError, resolve_provider
 from model_discovery.agents.usage import UsageLedger
 from model_discovery.knowledge import KnowledgeEngine
+from model_discovery.errors import field_error
 
 LLM_ROLE_CLASSES: dict[str, type] = {"proposer": LLMProposer, "reviewer": LLMReviewer,
                                      "planner": LLMPlanner, "coder": LLMCoder, "observer": LLMObserver}
@@ -39,9 +40,7 @@ def _symbolic_config(spec: AgentSpec) -> Any:
     try:
         return SymbolicConfig.model_validate(spec.options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()))
-        raise AgentSpecError(f"{spec.source_path or spec.role}: field options.{loc}: {first.get('msg')}") from exc
+        raise AgentSpecError(f"{spec.source_path or spec.role}: {field_error(exc, prefix='options.')}") from exc
 
 
 def _symbolic_agent(spec: AgentSpec, **kwargs: Any) -> Any:

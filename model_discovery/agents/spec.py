@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from model_discovery.agents.types import AgentRole
+from model_discovery.errors import field_error
 
 log = logging.getLogger("model_discovery.agents")
 
@@ -118,12 +119,6 @@ def default_spec_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "etc" / "agent_spec"
 
 
-def _field_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first.get("loc", ())) or "<root>"
-    return f"field {loc}: {first.get('msg')}"
-
-
 def load_agent_spec(path: str | Path) -> AgentSpec:
     """Read and validate one spec; errors are one line naming the file and the field."""
     path = Path(path)
@@ -143,7 +138,7 @@ def load_agent_spec(path: str | Path) -> AgentSpec:
     try:
         spec = AgentSpec.model_validate(data)
     except ValidationError as exc:
-        raise AgentSpecError(f"{path}: {_field_line(exc)}") from exc
+        raise AgentSpecError(f"{path}: {field_error(exc)}") from exc
     spec = spec.model_copy(update={"source_path": path.resolve()})
     prompt = spec.prompt_path()
     if prompt is not None and not prompt.is_file():

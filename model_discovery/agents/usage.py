@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from model_discovery.errors import field_error
 
 _CURRENT_DESIGN: contextvars.ContextVar[str | None] = contextvars.ContextVar("modis_design", default=None)
 
@@ -52,9 +53,7 @@ class PriceTable(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"{path}: field {loc}: {first['msg']}") from exc
+            raise ValueError(f"{path}: {field_error(exc)}") from exc
 
     def price(self, model: str) -> ModelPrice | None:
         """Exact match first, then the longest matching prefix (``gpt-4o`` prices ``gpt-4o-2024-08-06``)."""

@@ -14,6 +14,7 @@ import sys
 import threading
 import traceback
 from typing import Any
+from model_discovery.errors import one_line
 
 _FD: int | None = None
 _LOCK = threading.Lock()
@@ -45,11 +46,6 @@ def _set_limits(job: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _is_memory_error(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text
@@ -76,7 +72,7 @@ def main(argv: list[str]) -> int:
             warmup(job["threads"])
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         send({"event": "final", "kind": "exception", "result": None,
-              "error": f"sandbox target {job['target']} failed to load: {_one_line(exc)}"})
+              "error": f"sandbox target {job['target']} failed to load: {one_line(exc, limit=None)}"})
         traceback.print_exc()
         return 1
 
@@ -94,16 +90,16 @@ def main(argv: list[str]) -> int:
         if isinstance(exc, policy.SandboxViolation):
             kind, error = "violation", str(exc)
         elif _is_memory_error(exc):
-            kind, error = "memory", f"memory allocation failed: {_one_line(exc)}"
+            kind, error = "memory", f"memory allocation failed: {one_line(exc, limit=None)}"
         else:
-            kind, error = "exception", _one_line(exc)
+            kind, error = "exception", one_line(exc, limit=None)
     if policy.VIOLATIONS:
         kind, error = "violation", policy.VIOLATIONS[0]
     try:
         send({"event": "final", "kind": kind, "result": result, "error": error})
     except (TypeError, ValueError) as exc:
         send({"event": "final", "kind": "exception", "result": None,
-              "error": f"sandbox target result is not JSON-serialisable: {_one_line(exc)}"})
+              "error": f"sandbox target result is not JSON-serialisable: {one_line(exc, limit=None)}"})
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from model_discovery.errors import one_line
 
 Role = Literal["block", "mixer", "channel_mixer", "norm", "positional", "other"]
 ROLES: tuple[str, ...] = ("block", "mixer", "channel_mixer", "norm", "positional", "other")
@@ -131,7 +132,7 @@ class Design(BaseModel):
         try:
             return cls.model_validate_json(text)
         except Exception as exc:  # pydantic.ValidationError or JSON error
-            raise DesignError(f"{origin}: invalid design: {_one_line(exc)}") from exc
+            raise DesignError(f"{origin}: invalid design: {one_line(exc, limit=None, with_type=False)}") from exc
 
     @classmethod
     def load(cls, path: str | Path) -> "Design":
@@ -182,13 +183,3 @@ def normalise_source(source: str) -> str:
     return ast.unparse(tree)
 
 
-def _one_line(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            first = errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ())) or "<root>"
-            return f"field {loc}: {first.get('msg')}"
-        except Exception:  # noqa: BLE001 - fall back to the plain message
-            pass
-    return " ".join(str(exc).split())

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_discovery.gau.design import ROLES, Design, DesignError, HParam, UnitSpec
+from model_discovery.errors import field_error
 
 
 def library_root() -> Path:
@@ -129,9 +130,7 @@ def _seed_file(name: str) -> SeedFile:
     try:
         return SeedFile.model_validate(yaml.safe_load(path.read_text()))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise DesignError(f"{path}: field {loc}: {first['msg']}") from exc
+        raise DesignError(f"{path}: {field_error(exc)}") from exc
 
 
 def load_seed(name: str) -> Design:

@@ -34,7 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from model_discovery.config import ConfigError
 from model_discovery.runners.base import Runner, VerifyJob
-from model_discovery.runners.worker import RESULT_FILE, encode_job, failed_record, one_line
+from model_discovery.errors import one_line
+from model_discovery.runners.worker import RESULT_FILE, encode_job, failed_record
+from model_discovery.errors import field_error
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "etc" / "beaker"
 """Where the shipped templates live (``verify.yaml`` on GPUs, ``verify-cpu.yaml``)."""
@@ -122,9 +124,7 @@ class BeakerJobConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-            raise ConfigError(f"{origin}: field {loc}: {first['msg']}") from exc
+            raise ConfigError(f"{origin}: {field_error(exc)}") from exc
 
     @classmethod
     def load(cls, path: str | Path) -> "BeakerJobConfig":

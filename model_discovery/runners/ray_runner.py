@@ -24,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_discovery.config import ConfigError
 from model_discovery.runners.base import Runner, VerifyJob, execute_job
-from model_discovery.runners.worker import failed_record, one_line, run_job
+from model_discovery.errors import one_line
+from model_discovery.runners.worker import failed_record, run_job
+from model_discovery.errors import field_error
 
 ENV_PREFIX = "MODIS_RAY_"
 """Environment variables ``MODIS_RAY_<FIELD>`` (e.g. ``MODIS_RAY_NUM_GPUS=1``) set config fields."""
@@ -72,9 +74,7 @@ class RayRunnerConfig(BaseModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-            raise ConfigError(f"{origin}: field {loc}: {first['msg']}") from exc
+            raise ConfigError(f"{origin}: {field_error(exc)}") from exc
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "RayRunnerConfig":

@@ -31,19 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from model_discovery.runners.base import Runner, VerifyJob, execute_job
+from model_discovery.errors import field_error, one_line
 
 RESULT_FILE = "result.json"
 """Name of the result record a ``run`` worker writes into its result directory."""
 
 
 # -- records ------------------------------------------------------------------------------------
-def one_line(error: object, limit: int = 500) -> str:
-    """``error`` as one line of at most ``limit`` characters (exceptions: ``Type: message``)."""
-    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def failed_record(job: VerifyJob, error: object, kind: str = "runner") -> dict[str, Any]:
     """A failed verification record for ``job`` (same shape as a verifier's record).
 
@@ -88,9 +82,7 @@ def load_job_json(text: str, origin: str) -> VerifyJob:
     try:
         return VerifyJob.model_validate_json(text)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise ValueError(f"{origin}: field {loc}: {first['msg']}") from exc
+        raise ValueError(f"{origin}: {field_error(exc)}") from exc
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

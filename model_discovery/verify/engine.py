@@ -22,6 +22,7 @@ from model_discovery.gau.design import Design, DesignError
 from model_discovery.gau.scales import ScaleConfig, get_scale
 from model_discovery.verify.data import DataConfig, cache_root, load_token_data
 from model_discovery.verify.result import VerifyResult
+from model_discovery.errors import one_line
 
 log = logging.getLogger(__name__)
 SANDBOX_TARGET = "model_discovery.verify.engine:sandbox_entry"
@@ -30,10 +31,6 @@ TRAIN_DIR = "train"
 # An executor runs the payload through sandbox_entry and returns
 # (ok, result dict or None, one-line error, error kind, wall seconds, peak RSS bytes).
 Executor = Callable[[dict[str, Any], Path], tuple[bool, dict[str, Any] | None, str, str, float, int]]
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
 
 
 def _optional_module(name: str) -> Any | None:
@@ -97,7 +94,7 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
                 eval_metrics = _floats(evaluation.evaluate(model, data.tokenizer, scale, out_dir / "eval",
                                                            documents=docs, eot_id=data.eot_id))
         except Exception as exc:  # noqa: BLE001 - a trained design keeps its result
-            warnings.append(f"evaluation failed: {_one_line(exc)}")
+            warnings.append(f"evaluation failed: {one_line(exc)}")
     probe_scores: dict[str, float] = {}
     if payload.get("probes", True):
         try:
@@ -108,7 +105,7 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
                 # probes train at their own tiny rung: a property of the design, not of this rung
                 probe_scores = _floats(probes.run_probes(design))
         except Exception as exc:  # noqa: BLE001 - a trained design keeps its result
-            warnings.append(f"probes failed: {_one_line(exc)}")
+            warnings.append(f"probes failed: {one_line(exc)}")
     return {"train": result.model_dump(mode="json"), "eval_metrics": eval_metrics,
             "probe_scores": probe_scores, "warnings": warnings}
 
@@ -217,7 +214,7 @@ def _execute_in_process(payload: dict[str, Any], out_dir: Path
     try:
         result = sandbox_entry(payload)
     except Exception as exc:  # noqa: BLE001 - mirror the sandbox's failed outcome
-        return False, None, _one_line(exc), "exception", time.perf_counter() - t0, 0
+        return False, None, one_line(exc), "exception", time.perf_counter() - t0, 0
     return True, result, "", "", time.perf_counter() - t0, peak_memory_bytes(torch.device("cpu"))
 
 
@@ -250,7 +247,7 @@ def _verify(design: Design, scale: ScaleConfig | str, out_dir: str | Path, data_
     try:
         data = load_token_data(scale.vocab_size, data_config, cache_dir)
     except Exception as exc:  # noqa: BLE001 - data problems fail the record, with the cause
-        record = VerifyResult(**base, status="failed", error=_one_line(exc), error_kind="data",
+        record = VerifyResult(**base, status="failed", error=one_line(exc), error_kind="data",
                               wall_s=time.perf_counter() - t0)
         return _finish(record, out, wandb)
     payload = {"design": design.to_json(indent=None), "scale": scale.model_dump(mode="json"),

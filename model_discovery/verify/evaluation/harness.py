@@ -34,6 +34,7 @@ from model_discovery.gau.scales import ScaleConfig
 from model_discovery.verify.evaluation.adapter import ModisLM
 from model_discovery.verify.evaluation.local_tasks import (DEFAULT_LOCAL_TASKS, LOCAL_TASKS, LocalTaskConfig,
                                                           write_local_tasks)
+from model_discovery.errors import one_line
 
 log = logging.getLogger("model_discovery.verify.evaluation")
 
@@ -120,11 +121,6 @@ def hub_offline(enabled: bool) -> Iterator[None]:
         hub_constants.HF_HUB_OFFLINE, ds_config.HF_HUB_OFFLINE, ds_config.HF_DATASETS_OFFLINE = saved
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
-
-
 def flatten_results(results: dict[str, Any]) -> dict[str, float]:
     """lm-eval's ``results`` section as ``{"<task>/<metric>": value}`` (stderr and non-numbers dropped;
     a filter other than ``none`` is kept as a suffix: ``<metric>_<filter>``)."""
@@ -146,7 +142,7 @@ def _held_out_documents(data_config: Any = None) -> list[str]:
     try:
         return list(corpus_documents("test", data_config))
     except DataError as exc:
-        raise EvalError(f"no held-out documents given and the corpus is unavailable: {_one_line(exc)}") from exc
+        raise EvalError(f"no held-out documents given and the corpus is unavailable: {one_line(exc, limit=200, with_type=False)}") from exc
 
 
 def evaluate(model: torch.nn.Module, tokenizer: Tokenizer, scale: ScaleConfig, out_dir: str | Path,
@@ -206,7 +202,7 @@ def evaluate(model: torch.nn.Module, tokenizer: Tokenizer, scale: ScaleConfig, o
                 manager.load([name])
             except Exception as exc:  # noqa: BLE001 - any data failure means: skip this task
                 why = "data unavailable offline" if offline else "data could not be loaded"
-                skipped[name] = f"{why} ({_one_line(exc)})"
+                skipped[name] = f"{why} ({one_line(exc, limit=200, with_type=False)})"
                 log.warning("eval: standard task %r skipped: %s", name, skipped[name])
                 continue
             runnable.append(name)
