@@ -34,11 +34,8 @@ def run(selector: str, args: argparse.Namespace) -> dict:
     finally:
         system.close()
     outcomes = report.outcomes
-    checked = [o for o in outcomes if o.status in ("committed", "failed")]
     committed = [o for o in outcomes if o.status == "committed"]
-    max_k = cfg.flow.max_debug_tries + 1
-    pass_at = {k: sum(o.status == "committed" and o.check_attempts <= k for o in checked) / max(len(checked), 1)
-               for k in range(1, max_k + 1)}
+    pass_at = report.pass_at_k()
     seed_best = max((f for d, f in results.items() if d in seeds), default=None)
     new_best = max((f for d, f in results.items() if d not in seeds), default=None)
     return {"selector": selector, "steps": len(outcomes), "committed": len(committed),

@@ -35,12 +35,20 @@ class DiscoveryReport(BaseModel):
     best: list[LeaderboardRow] = Field(default_factory=list)
     stats: dict[str, Any] = Field(default_factory=dict)
 
+    def pass_at_k(self) -> dict[int, float]:
+        """Share of checked designs that passed within k check attempts (k = 1 .. most tried)."""
+        checked = [o for o in self.outcomes if o.status in ("committed", "failed")]
+        most = max((o.check_attempts for o in checked), default=0)
+        return {k: sum(o.status == "committed" and o.check_attempts <= k for o in checked) / len(checked)
+                for k in range(1, most + 1)}
+
     def summary(self) -> str:
         ok = sum(o.status == "committed" for o in self.outcomes)
+        passes = ", ".join(f"pass@{k} {v:.2f}" for k, v in self.pass_at_k().items())
         lines = [f"{len(self.outcomes)} design steps: {ok} committed, "
                  f"{sum(o.status == 'failed' for o in self.outcomes)} failed checks, "
-                 f"{sum(o.status == 'rejected' for o in self.outcomes)} rejected; "
-                 f"{len(self.verified)} verifications"]
+                 f"{sum(o.status == 'rejected' for o in self.outcomes)} rejected"
+                 + (f" ({passes})" if passes else "") + f"; {len(self.verified)} verifications"]
         from model_discovery.evolution.format import format_leaderboard
 
         return "\n".join(lines) + "\n" + format_leaderboard(self.best)

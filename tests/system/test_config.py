@@ -44,3 +44,14 @@ def test_unreadable_yaml_is_one_line(tmp_path: Path) -> None:
     path.write_text("ladder: [micro\n")
     with pytest.raises(ConfigError, match=r"broken.yaml: cannot read config"):
         SystemConfig.load(path)
+
+
+def test_pass_at_k_counts_checked_designs_only() -> None:
+    from model_discovery.design import DesignOutcome
+    from model_discovery.system import DiscoveryReport
+
+    o = lambda status, n: DesignOutcome(thread_id="t", status=status, check_attempts=n)  # noqa: E731
+    report = DiscoveryReport(request="r", outcomes=[o("committed", 1), o("committed", 3), o("failed", 4),
+                                                     o("rejected", 0)])
+    assert report.pass_at_k() == {1: 1 / 3, 2: 1 / 3, 3: 2 / 3, 4: 2 / 3}
+    assert "pass@1 0.33" in report.summary()
