@@ -113,8 +113,24 @@ class DiscoverySystem:
         tmp.replace(self._state_path)
 
     # -- operations -------------------------------------------------------------------------
+    def release_orphaned_leases(self) -> list[str]:
+        """Release live leases held by processes of this host that no longer exist (a killed run)."""
+        import psutil
+
+        host = socket.gethostname()
+        freed = []
+        for lease in self.tree.leases(live_only=True):
+            owner_host, _, pid = lease.owner.rpartition(":")
+            if owner_host == host and pid.isdigit() and not psutil.pid_exists(int(pid)):
+                if self.tree.release(lease.design, lease.scale, lease.owner):
+                    freed.append(f"{lease.design}@{lease.scale}")
+        return freed
+
     def bootstrap(self) -> list[str]:
-        """Put the seed designs into the tree (idempotent), each with its check report."""
+        """Put the seed designs into the tree (idempotent), each with its check report; free the
+        verification leases a killed run of this host left behind."""
+        for key in self.release_orphaned_leases():
+            log.info("released the lease of a stopped run on %s", key)
         names = []
         for seed in self.config.seeds or list_seeds():
             design = load_seed(seed)

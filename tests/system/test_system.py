@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from model_discovery.config import SystemConfig, VerifyOptions
+from model_discovery.gau import load_seed
 from model_discovery.system import BuildSystem
 
 
@@ -57,3 +58,22 @@ def test_reopened_run_continues_without_duplicates(tmp_path: Path) -> None:
     assert after.designs >= before.designs and not second.tree.integrity_problems()
     lines = (tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()
     assert [json.loads(line)["thread_id"] for line in lines] == ["design-00000", "design-00001"]
+
+
+def test_leases_of_a_killed_local_run_are_released(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    system = BuildSystem(_config(tmp_path / "run"))
+    try:
+        system.tree.add_design(load_seed("gpt2"), operator="seed")
+        host = socket.gethostname()
+        assert system.tree.claim_verification("gpt2", "micro", f"{host}:{dead}", ttl_s=3600)
+        assert system.tree.claim_verification("gpt2", "14M", f"other-host:{dead}", ttl_s=3600)
+        assert system.release_orphaned_leases() == ["gpt2@micro"]
+        assert [(x.design, x.scale) for x in system.tree.leases(live_only=True)] == [("gpt2", "14M")]
+    finally:
+        system.close()
