@@ -77,3 +77,37 @@ def test_leases_of_a_killed_local_run_are_released(tmp_path: Path) -> None:
         assert [(x.design, x.scale) for x in system.tree.leases(live_only=True)] == [("gpt2", "14M")]
     finally:
         system.close()
+
+
+@pytest.mark.slow
+def test_sigkilled_discover_resumes_without_lost_or_duplicated_work(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from model_discovery.evolution import EvolutionTree
+
+    run = tmp_path / "run"
+    cfg = _config(run, steps=3).model_copy(update={"seeds": ["gpt2"]})
+    (tmp_path / "c.yaml").write_text(cfg.to_yaml())
+    cmd = [sys.executable, "-m", "model_discovery.cli", "discover", "--config", str(tmp_path / "c.yaml")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "outcomes.jsonl").exists():  # killed after a first step
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (run / "outcomes.jsonl").exists(), "the first design step did not finish in time"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tree = EvolutionTree(run / "tree.sqlite")
+    assert not tree.integrity_problems()
+    designs = tree.list_designs()
+    assert len({d.fingerprint for d in designs}) == len(designs)
+    pairs = [(r.design, r.scale) for r in tree.results()]
+    assert len(pairs) == len(set(pairs)) and ("gpt2", "micro") in pairs
+    assert not tree.leases(live_only=True)
+    threads = [json.loads(line)["thread_id"] for line in (run / "outcomes.jsonl").read_text().splitlines()]
+    assert threads[:2] == ["design-00000", "design-00001"] and len(threads) == len(set(threads))
