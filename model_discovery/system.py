@@ -171,13 +171,30 @@ class DiscoverySystem:
         try:
             for job in tqdm(jobs, desc="verify", disable=not progress or not jobs):
                 record = self.runner.run([job])[0]
-                self.selector.record_result(self.tree, job.design.name, job.scale, record,
-                                            status=record.get("status", "ok"))
+                stored = self.selector.record_result(self.tree, job.design.name, job.scale, record,
+                                                     status=record.get("status", "ok"))
+                self._observe(job, stored.fitness, record)
                 done.append(job.key)
         finally:
             for job in jobs:  # leases of jobs that did not finish (a result releases its lease)
                 self.tree.release(job.design.name, job.scale, self.owner)
         return done
+
+    def _observe(self, job: Any, fitness: float | None, record: dict[str, Any]) -> None:
+        """The observer's note on a verification, beside its record (``observation.md``)."""
+        if self.observer is None or record.get("status") != "ok":
+            return
+
+        def flat(fit: float | None, rec: dict[str, Any]) -> dict[str, Any]:
+            return {"fitness": fit, "final_val_loss": rec.get("final_val_loss"),
+                    **rec.get("eval_metrics", {}), **rec.get("probe_scores", {})}
+
+        results = flat(fitness, record)
+        parents = self.tree.parents(job.design.name)
+        for res in self.tree.results(parents[0], job.scale) if parents else []:
+            results.update({f"parent_{k}": v for k, v in flat(res.fitness, res.record).items()})
+        note = self.observer.observe(job.design, {k: v for k, v in results.items() if v is not None})
+        (Path(job.out_dir) / "observation.md").write_text(note + "\n")
 
     def discover(self, steps: int | None = None, goal: str = "", progress: bool = True) -> DiscoveryReport:
         """Bootstrap, then ``steps`` rounds of (design step, verifications)."""

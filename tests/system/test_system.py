@@ -32,6 +32,8 @@ def test_discover_designs_verifies_and_ranks(tmp_path: Path) -> None:
     assert "gpt2@micro" in report.verified and report.best and report.best[0].fitness is not None
     record = json.loads((tmp_path / "run" / "verify" / "gpt2@micro" / "verify_result.json").read_text())
     assert record["status"] == "ok" and record["train"]["val_loss"]
+    note = (tmp_path / "run" / "verify" / "gpt2@micro" / "observation.md").read_text()
+    assert note.startswith("gpt2 (4 units, root PreNormBlock)") and "final_val_loss=" in note
     assert (tmp_path / "run" / "config.yaml").exists()
     assert len((tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()) == 2
     assert "fitness" in report.summary()
