@@ -59,7 +59,8 @@ class DataConfig(BaseModel):
     val_fraction: float = Field(0.05, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.05, ge=0.0, lt=0.5)
     salt: str = Field("modis", description="mixed into the split hash; change it for another split")
-    hf_dataset: str | None = Field(None, description="hub dataset name, e.g. 'roneneldan/TinyStories'")
+    hf_dataset: str | None = Field(None, description="hub dataset name (e.g. 'roneneldan/TinyStories') "
+                                                   "or a local dataset folder (json/parquet/text files)")
     hf_config: str | None = None
     hf_split: str = "train"
     text_field: str = "text"
