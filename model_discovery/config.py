@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from model_discovery.design.state import FlowConfig
 from model_discovery.errors import field_error
@@ -24,6 +24,15 @@ class VerifyOptions(BaseModel):
     probes: bool = True
     wandb: bool = True
     train_tokens: int | None = Field(None, gt=0, description="override the rung's token budget")
+    data: dict[str, Any] = Field(default_factory=dict, description="corpus settings (verify.data.DataConfig); "
+                                 "{} = the local standard-library corpus")
+
+    @field_validator("data")
+    @classmethod
+    def _data_config(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from model_discovery.verify.data import DataConfig
+
+        return DataConfig.model_validate(v).model_dump(mode="json", exclude_defaults=True) if v else v
 
 
 class SystemConfig(BaseModel):

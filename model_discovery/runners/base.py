@@ -32,13 +32,14 @@ def execute_job(job: VerifyJob) -> dict[str, Any]:
     This is the single entry point every runner ends in (locally, in a Ray task, in a Beaker
     container); the design's code itself runs inside the verifier's sandboxed subprocess.
     """
-    from model_discovery.verify import verify_design
+    from model_discovery.verify import DataConfig, verify_design
 
     opts = job.options
     Path(job.out_dir).mkdir(parents=True, exist_ok=True)
     overrides = {"train_tokens": opts.train_tokens} if opts.train_tokens else None
-    result = verify_design(job.design, job.scale, job.out_dir, eval=opts.eval, probes=opts.probes,
-                           wandb=opts.wandb, train_overrides=overrides)
+    data = DataConfig.model_validate(opts.data) if opts.data else None
+    result = verify_design(job.design, job.scale, job.out_dir, data_config=data, eval=opts.eval,
+                           probes=opts.probes, wandb=opts.wandb, train_overrides=overrides)
     return result.model_dump(mode="json")
 
 

@@ -55,3 +55,12 @@ def test_pass_at_k_counts_checked_designs_only() -> None:
                                                      o("rejected", 0)])
     assert report.pass_at_k() == {1: 1 / 3, 2: 1 / 3, 3: 2 / 3, 4: 2 / 3}
     assert "pass@1 0.33" in report.summary()
+
+
+def test_verify_data_is_validated_as_a_data_config(tmp_path: Path) -> None:
+    cfg = SystemConfig.parse({"verify": {"data": {"source": "hf", "hf_dataset": "roneneldan/TinyStories"}}})
+    assert cfg.verify.data == {"source": "hf", "hf_dataset": "roneneldan/TinyStories"}
+    path = tmp_path / "bad.yaml"
+    path.write_text("verify: {data: {source: hf}}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: field verify.data: .*hf_dataset is required"):
+        SystemConfig.load(path)

@@ -46,3 +46,18 @@ def test_missing_text_field_names_the_field(tmp_path: Path) -> None:
     cfg = DataConfig(source="hf", hf_dataset=str(_dataset(tmp_path / "stories", 20)), text_field="text")
     with pytest.raises(DataError, match=r"field text_field='text' not in row keys \['id', 'story'\]"):
         load_token_data(512, cfg, cache_dir=tmp_path / "cache")
+
+
+def test_verification_job_trains_on_the_configured_dataset(tmp_path: Path) -> None:
+    from model_discovery.config import VerifyOptions
+    from model_discovery.gau import load_seed
+    from model_discovery.runners import VerifyJob, execute_job
+
+    data = {"source": "hf", "hf_dataset": str(_dataset(tmp_path / "stories")), "text_field": "story",
+            "max_bytes": 200_000}
+    job = VerifyJob(design=load_seed("gpt2"), scale="micro", out_dir=str(tmp_path / "v"),
+                    options=VerifyOptions(eval=False, probes=False, wandb=False, train_tokens=4096, data=data))
+    record = execute_job(job)
+    assert record["status"] == "ok", record["error"]
+    meta = json.loads((Path(record["data_dir"]) / "meta.json").read_text())
+    assert "stories" in json.dumps(meta) and record["train"]["tokens"] >= 4096
