@@ -116,15 +116,19 @@ def seeds() -> None:
 
 @app.command()
 def leaderboard(scale: Optional[str] = typer.Option(None, "--scale", "-s"),
+                metric: str = typer.Option("fitness", "--metric", "-m",
+                                           help="fitness, or a dotted path into the result record, e.g. "
+                                                "eval_metrics.local_ppl/bits_per_byte or final_val_loss"),
                 limit: int = typer.Option(20, "--limit"), run_dir: Path = RunDir) -> None:
-    """Best designs by fitness (per rung)."""
+    """Best designs by fitness or by any recorded metric (per rung)."""
     from model_discovery.evolution import EvolutionTree
     from model_discovery.evolution.format import format_leaderboard
 
     if not (run_dir / "tree.sqlite").exists():
         _fail(f"{run_dir}: no tree.sqlite here; run `modis discover --run-dir {run_dir}` first")
     tree = EvolutionTree(run_dir / "tree.sqlite")
-    typer.echo(format_leaderboard(tree.leaderboard(scale=scale, limit=limit)))
+    typer.echo(format_leaderboard(tree.leaderboard(scale=scale, metric=metric, limit=limit),
+                                  metric=None if metric == "fitness" else metric))
 
 
 @tree_app.command("show")

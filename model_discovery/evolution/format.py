@@ -12,16 +12,19 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:+.4f}"
 
 
-def format_leaderboard(rows: Sequence[LeaderboardRow]) -> str:
-    """A fixed-width table: rank, design, rung, fitness, operator, generation, status."""
+def format_leaderboard(rows: Sequence[LeaderboardRow], metric: str | None = None) -> str:
+    """A fixed-width table: rank, design, rung, fitness, [metric,] operator, generation, status."""
     if not rows:
         return "(no verified designs yet)"
     width = max(12, *(len(r.design) for r in rows))
-    head = f"{'#':>3}  {'design':<{width}}  {'scale':>6}  {'fitness':>8}  {'operator':<11} {'gen':>3}  status"
+    label = (metric or "").rsplit(".", 1)[-1]
+    extra = f"  {label:>{max(10, len(label))}}" if metric else ""
+    head = f"{'#':>3}  {'design':<{width}}  {'scale':>6}  {'fitness':>8}{extra}  {'operator':<11} {'gen':>3}  status"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.rank:>3}  {r.design:<{width}}  {r.scale:>6}  {_num(r.fitness):>8}  "
-                     f"{(r.operator or '-'):<11} {r.generation:>3}  {r.status}")
+        value = ("-" if r.value is None else f"{r.value:.4f}").rjust(max(10, len(label))) if metric else ""
+        lines.append(f"{r.rank:>3}  {r.design:<{width}}  {r.scale:>6}  {_num(r.fitness):>8}"
+                     f"{'  ' + value if metric else ''}  {(r.operator or '-'):<11} {r.generation:>3}  {r.status}")
     return "\n".join(lines)
 
 

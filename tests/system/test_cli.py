@@ -1,0 +1,71 @@
+"""The ``modis`` command line, run through typer's CliRunner on a real tree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from model_discovery.cli import app
+from model_discovery.evolution import EvolutionTree
+from model_discovery.gau import list_seeds, load_seed
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path) -> Path:
+    tree = EvolutionTree(tmp_path / "tree.sqlite")
+    for name, bpb, fit in (("gpt2", 3.30, 0.0), ("llama", 3.20, 0.03), ("gla", 3.40, -0.03)):
+        tree.add_design(load_seed(name), operator="seed")
+        tree.add_result(name, "micro", {"status": "ok", "eval_metrics": {"local_ppl/bits_per_byte": bpb}}, fit)
+    tree.close()
+    return tmp_path
+
+
+def test_seeds_lists_the_library() -> None:
+    out = runner.invoke(app, ["seeds"])
+    assert out.exit_code == 0 and [line.split()[0] for line in out.stdout.splitlines()] == list_seeds()
+
+
+def test_leaderboard_by_fitness_and_by_a_metric(run_dir: Path) -> None:
+    out = runner.invoke(app, ["leaderboard", "--run-dir", str(run_dir)])
+    assert out.exit_code == 0
+    ranked = [line.split()[1] for line in out.stdout.splitlines()[2:]]
+    assert ranked == ["llama", "gpt2", "gla"]
+    out = runner.invoke(app, ["leaderboard", "-r", str(run_dir), "-m", "eval_metrics.local_ppl/bits_per_byte"])
+    assert "bits_per_byte" in out.stdout.splitlines()[0] and "3.2000" in out.stdout.splitlines()[2]
+
+
+def test_tree_show_and_export(run_dir: Path, tmp_path: Path) -> None:
+    out = runner.invoke(app, ["tree", "show", "--run-dir", str(run_dir)])
+    assert out.exit_code == 0 and "llama  [verified, seed]  fitness +0.0300@micro" in out.stdout
+    out = runner.invoke(app, ["tree", "export", str(tmp_path / "tree.jsonl"), "--run-dir", str(run_dir)])
+    assert out.exit_code == 0
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "tree.jsonl").read_text().splitlines()]
+    assert kinds.count("design") == 3
+
+
+def test_missing_run_dir_and_bad_config_are_one_line_errors(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["leaderboard", "--run-dir", str(tmp_path / "nothing")])
+    assert out.exit_code == 2 and "no tree.sqlite here" in out.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: -1\n")
+    out = runner.invoke(app, ["discover", "--config", str(bad)])
+    assert out.exit_code == 2 and f"{bad}: field steps:" in out.stderr and len(out.stderr.splitlines()) == 1
+
+
+def test_check_prints_the_report_and_rejects_unknown_designs() -> None:
+    out = runner.invoke(app, ["check", "llama"])
+    assert out.exit_code == 0 and "all checks passed" in out.stdout and "causality" in out.stdout
+    out = runner.invoke(app, ["check", "no-such-seed"])
+    assert out.exit_code == 2
+
+
+def test_export_writes_a_hugging_face_folder(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["export", "gpt2", str(tmp_path / "hf")])
+    assert out.exit_code == 0 and json.loads(out.stdout)["exported"] == str(tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["auto_map"] and (tmp_path / "hf" / "model.safetensors").exists()
