@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Union
@@ -108,17 +109,7 @@ class Design(BaseModel):
 
     def walk(self) -> list[str]:
         """Unit names in depth-first order from the root (each once)."""
-        order: list[str] = []
-
-        def visit(name: str) -> None:
-            if name in order:
-                return
-            order.append(name)
-            for child in self.units[name].children.values():
-                visit(child)
-
-        visit(self.root)
-        return order
+        return walk_units(self.units, self.root)
 
     def units_by_role(self, role: str) -> list[str]:
         return [n for n, u in self.units.items() if u.role == role]
@@ -150,6 +141,21 @@ class Design(BaseModel):
         tmp.write_text(self.to_json())
         tmp.replace(path)
         return path
+
+
+def walk_units(units: Mapping[str, UnitSpec], start: str) -> list[str]:
+    """Names of ``start`` and every unit below it, depth-first, each once (unknown names skipped)."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order or name not in units:
+            return
+        order.append(name)
+        for child in units[name].children.values():
+            visit(child)
+
+    visit(start)
+    return order
 
 
 def used_slots(source: str) -> list[str]:

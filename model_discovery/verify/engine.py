@@ -84,26 +84,22 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
     eval_metrics: dict[str, float] = {}
     if payload.get("eval", True):
         try:
-            evaluation = _optional_module("model_discovery.verify.evaluation")
-            if evaluation is None:
-                warnings.append("evaluation skipped: model_discovery.verify.evaluation is not installed")
-            else:
-                config_data = DataConfig.model_validate(payload.get("data_config") or {})
-                docs = corpus_documents("test", config_data, payload.get("cache_dir"))
-                model.eval()
-                eval_metrics = _floats(evaluation.evaluate(model, data.tokenizer, scale, out_dir / "eval",
-                                                           documents=docs, eot_id=data.eot_id))
+            from model_discovery.verify.evaluation import evaluate
+
+            config_data = DataConfig.model_validate(payload.get("data_config") or {})
+            docs = corpus_documents("test", config_data, payload.get("cache_dir"))
+            model.eval()
+            eval_metrics = _floats(evaluate(model, data.tokenizer, scale, out_dir / "eval",
+                                            documents=docs, eot_id=data.eot_id))
         except Exception as exc:  # noqa: BLE001 - a trained design keeps its result
             warnings.append(f"evaluation failed: {one_line(exc)}")
     probe_scores: dict[str, float] = {}
     if payload.get("probes", True):
         try:
-            probes = _optional_module("model_discovery.verify.probes")
-            if probes is None:
-                warnings.append("probes skipped: model_discovery.verify.probes is not installed")
-            else:
-                # probes train at their own tiny rung: a property of the design, not of this rung
-                probe_scores = _floats(probes.run_probes(design))
+            from model_discovery.verify.probes import run_probes
+
+            # probes train at their own tiny rung: a property of the design, not of this rung
+            probe_scores = _floats(run_probes(design))
         except Exception as exc:  # noqa: BLE001 - a trained design keeps its result
             warnings.append(f"probes failed: {one_line(exc)}")
     return {"train": result.model_dump(mode="json"), "eval_metrics": eval_metrics,
@@ -121,10 +117,8 @@ def _floats(scores: Any) -> dict[str, float]:
 def _execute_sandboxed(payload: dict[str, Any], out_dir: Path, limits: Any = None
                        ) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
     """Run :func:`sandbox_entry` in the sandboxed subprocess (writes allowed in ``out_dir`` only)."""
-    sandbox = _optional_module("model_discovery.check.sandbox")
-    if sandbox is None:
-        return (False, None, "model_discovery.check.sandbox is not available; untrusted design code "
-                "is never run outside it", "sandbox", 0.0, 0)
+    from model_discovery.check import sandbox
+
     if limits is None:
         limits = sandbox_limits(payload, out_dir)
     payload = {**payload, "allowed_imports": list(limits.allowed_imports)}
@@ -176,7 +170,10 @@ def sandbox_warmup(threads: int = 1) -> None:
     from model_discovery.gau import compose  # noqa: F401
 
     torch.set_num_threads(max(1, int(threads)))
-    for name in ("model_discovery.verify.evaluation", "model_discovery.verify.probes", *_EVAL_IMPORTS):
+    import model_discovery.verify.evaluation  # noqa: F401
+    import model_discovery.verify.probes  # noqa: F401
+
+    for name in _EVAL_IMPORTS:  # third-party modules lm-eval may import; some may be absent
         try:
             _optional_module(name)
         except Exception:  # noqa: BLE001 - reported when sandbox_entry uses it

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from model_discovery.gau.compose import _RUNTIME_NAMES, compile_design
-from model_discovery.gau.design import Design, DesignError, UnitSpec, used_slots
+from model_discovery.gau.design import Design, DesignError, UnitSpec, used_slots, walk_units
 from model_discovery.gau.library import CatalogueUnit, catalogue, list_seeds, load_seed
 
 from model_discovery.agents.symbolic.source import (
@@ -124,17 +124,7 @@ class Draft:
 
     # -- queries ------------------------------------------------------------------------------
     def walk(self) -> list[str]:
-        order: list[str] = []
-
-        def visit(name: str) -> None:
-            if name in order or name not in self.units:
-                return
-            order.append(name)
-            for child in self.units[name].children.values():
-                visit(child)
-
-        visit(self.root)
-        return order
+        return walk_units(self.units, self.root)
 
     def slot_refs(self) -> list[tuple[str, str, str]]:
         """(parent, slot, child) for every slot reachable from the root, root first."""
@@ -152,17 +142,7 @@ class Draft:
         return taken
 
     def subtree(self, name: str) -> list[str]:
-        order: list[str] = []
-
-        def visit(n: str) -> None:
-            if n in order:
-                return
-            order.append(n)
-            for child in self.units[n].children.values():
-                visit(child)
-
-        visit(name)
-        return order
+        return walk_units(self.units, name)
 
     # -- edits --------------------------------------------------------------------------------
     def set_child(self, parent: str, slot: str, child: str) -> None:
