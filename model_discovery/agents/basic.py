@@ -70,7 +70,7 @@ class TemplateObserver:
             parts.append("compared with the parent: " + "; ".join(deltas[: self.max_items]))
         if design.summary:
             parts.append(design.summary)
-        return ". ".join(parts) + "."
+        return ". ".join(p.rstrip(". ") for p in parts) + "."
 
 
 def _fmt(v: float, signed: bool = False) -> str:
