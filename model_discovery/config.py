@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from model_discovery.design.state import FlowConfig
-from model_discovery.errors import field_error
+from model_discovery.errors import field_error, one_line
 
 
 class ConfigError(ValueError):
     """A configuration file or value is invalid; the message names the file and field."""
+
+
+class ConfigFile(BaseModel):
+    """A config model read from YAML; :meth:`parse` and :meth:`load` raise :class:`ConfigError`
+    with one line naming the origin (file) and the first bad field."""
+
+    config_kind: ClassVar[str] = "config"
+
+    @classmethod
+    def parse(cls, data: Any, origin: str | None = None) -> Any:
+        try:
+            return cls.model_validate(dict(data) if isinstance(data, Mapping) else data)
+        except ValidationError as exc:
+            raise ConfigError(f"{origin or f'<{cls.config_kind}>'}: {field_error(exc)}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> Any:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read {cls.config_kind}: {one_line(exc)}") from exc
+        return cls.parse(data, origin=str(path))
 
 
 class VerifyOptions(BaseModel):
@@ -35,7 +59,7 @@ class VerifyOptions(BaseModel):
         return DataConfig.model_validate(v).model_dump(mode="json", exclude_defaults=True) if v else v
 
 
-class SystemConfig(BaseModel):
+class SystemConfig(ConfigFile):
     """Everything a discovery run needs; defaults give an offline CPU run."""
 
     model_config = ConfigDict(extra="forbid")
@@ -66,18 +90,3 @@ class SystemConfig(BaseModel):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
-    @classmethod
-    def load(cls, path: str | Path) -> "SystemConfig":
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read config: {' '.join(str(exc).split())}") from exc
-        return cls.parse(data, origin=str(path))
-
-    @classmethod
-    def parse(cls, data: Any, origin: str = "<config>") -> "SystemConfig":
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(f"{origin}: {field_error(exc)}") from exc

@@ -27,16 +27,15 @@ import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from model_discovery.config import ConfigError
-from model_discovery.runners.base import Runner, VerifyJob
+from model_discovery.config import ConfigFile
 from model_discovery.errors import one_line
+from model_discovery.runners.base import Runner, VerifyJob
 from model_discovery.runners.worker import RESULT_FILE, encode_job, failed_record
-from model_discovery.errors import field_error
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "etc" / "beaker"
 """Where the shipped templates live (``verify.yaml`` on GPUs, ``verify-cpu.yaml``)."""
@@ -49,10 +48,11 @@ _DURATION = re.compile(r"^\s*\d+(\.\d+)?\s*(ns|us|ms|s|m|h|d)?\s*$")
 _BEAKER_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
 
 
-class BeakerJobConfig(BaseModel):
+class BeakerJobConfig(ConfigFile):
     """What a verification experiment on Beaker looks like (one YAML template in ``etc/beaker``)."""
 
     model_config = ConfigDict(extra="forbid")
+    config_kind: ClassVar[str] = "Beaker template"
     workspace: str = Field(description="'org/workspace' the experiments are created in")
     clusters: list[str] = Field(min_length=1, description="clusters the task may run on, e.g. 'ai2/jupiter'")
     image: str = Field(description="Beaker image name (image_source 'beaker') or Docker image reference")
@@ -118,24 +118,6 @@ class BeakerJobConfig(BaseModel):
             raise ValueError(f"variable(s) set both in env and secrets: {', '.join(clash)}")
         return self
 
-    @classmethod
-    def parse(cls, data: Any, origin: str = "<beaker config>") -> "BeakerJobConfig":
-        """Validate ``data``; :class:`ConfigError` names ``origin`` and the first bad field."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(f"{origin}: {field_error(exc)}") from exc
-
-    @classmethod
-    def load(cls, path: str | Path) -> "BeakerJobConfig":
-        """Read a template (YAML); errors name the file and the field."""
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read Beaker template: {one_line(exc)}") from exc
-        return cls.parse(data or {}, origin=str(path))
-
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
 
@@ -146,9 +128,20 @@ def render_spec(config: BeakerJobConfig, job: VerifyJob) -> Any:
     Built with beaker-py's own spec classes and checked to survive its JSON round trip, so a
     spec that renders is one beaker-py can submit.
     """
-    from beaker import (BeakerConstraints, BeakerDataMount, BeakerDataSource, BeakerEnvVar, BeakerExperimentSpec,
-                        BeakerImageSource, BeakerJobPriority, BeakerResultSpec, BeakerRetrySpec, BeakerTaskContext,
-                        BeakerTaskResources, BeakerTaskSpec)
+    from beaker import (
+        BeakerConstraints,
+        BeakerDataMount,
+        BeakerDataSource,
+        BeakerEnvVar,
+        BeakerExperimentSpec,
+        BeakerImageSource,
+        BeakerJobPriority,
+        BeakerResultSpec,
+        BeakerRetrySpec,
+        BeakerTaskContext,
+        BeakerTaskResources,
+        BeakerTaskSpec,
+    )
 
     env = [BeakerEnvVar(name=k, value=v) for k, v in sorted(config.env.items())]
     env += [BeakerEnvVar(name=k, secret=v) for k, v in sorted(config.secrets.items())]

@@ -18,24 +18,24 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 
-from model_discovery.config import ConfigError
-from model_discovery.runners.base import Runner, VerifyJob, execute_job
+from model_discovery.config import ConfigFile
 from model_discovery.errors import one_line
+from model_discovery.runners.base import Runner, VerifyJob, execute_job
 from model_discovery.runners.worker import failed_record, run_job
-from model_discovery.errors import field_error
 
 ENV_PREFIX = "MODIS_RAY_"
 """Environment variables ``MODIS_RAY_<FIELD>`` (e.g. ``MODIS_RAY_NUM_GPUS=1``) set config fields."""
 
 
-class RayRunnerConfig(BaseModel):
+class RayRunnerConfig(ConfigFile):
     """Where and how verification tasks run on Ray."""
 
     model_config = ConfigDict(extra="forbid")
+    config_kind: ClassVar[str] = "ray runner config"
     address: str | None = Field(
         None, description="cluster address ('auto', 'host:6379', 'ray://host:10001'); "
                           "None: $RAY_ADDRESS, else a new local instance; 'local': always a new local instance")
@@ -67,14 +67,6 @@ class RayRunnerConfig(BaseModel):
         if self.accelerator_type is not None:
             opts["accelerator_type"] = self.accelerator_type
         return opts
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], origin: str = "<ray runner config>") -> "RayRunnerConfig":
-        """Validate ``data``; :class:`ConfigError` names ``origin`` and the first bad field."""
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as exc:
-            raise ConfigError(f"{origin}: {field_error(exc)}") from exc
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "RayRunnerConfig":
