@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,14 +96,32 @@ def check(ref: str = typer.Argument(..., help="design JSON path or seed name"),
     raise typer.Exit(check_command(ref, scale))
 
 
+def _check_device(value: Optional[str]) -> Optional[str]:
+    if value is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r} is not cpu, cuda or cuda:N")
+    return value
+
+
 @app.command()
 def verify(ref: str = typer.Argument(..., help="design JSON path or seed name"),
            scale: str = typer.Option("micro", "--scale", "-s"),
-           out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="result folder")) -> None:
+           out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="result folder"),
+           train_tokens: Optional[int] = typer.Option(None, "--train-tokens", min=1,
+                                                      help="token budget (default: the rung's)"),
+           compile: bool = typer.Option(False, "--compile", help="torch.compile the model"),
+           device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: the rung's)",
+                                                callback=_check_device),
+           no_eval: bool = typer.Option(False, "--no-eval", help="skip lm-eval after training"),
+           no_probes: bool = typer.Option(False, "--no-probes", help="skip synthetic probes"),
+           no_wandb: bool = typer.Option(False, "--no-wandb", help="no wandb run")) -> None:
     """Train and evaluate a design at one rung; write its result record."""
     from model_discovery.verify import verify_command
 
-    raise typer.Exit(verify_command(ref, scale, str(out_dir or Path("runs/verify") / f"{Path(ref).stem}@{scale}")))
+    overrides = {k: v for k, v in {"train_tokens": train_tokens, "compile": compile or None,
+                                   "device": device}.items() if v is not None}
+    raise typer.Exit(verify_command(ref, scale, str(out_dir or Path("runs/verify") / f"{Path(ref).stem}@{scale}"),
+                                    eval=not no_eval, probes=not no_probes, wandb=not no_wandb,
+                                    train_overrides=overrides or None))
 
 
 @app.command()

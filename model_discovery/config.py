@@ -48,6 +48,7 @@ class VerifyOptions(BaseModel):
     probes: bool = True
     wandb: bool = True
     train_tokens: int | None = Field(None, gt=0, description="override the rung's token budget")
+    compile: bool = Field(False, description="torch.compile the model (falls back to eager if it fails)")
     data: dict[str, Any] = Field(default_factory=dict, description="corpus settings (verify.data.DataConfig); "
                                  "{} = the local standard-library corpus")
 

@@ -76,9 +76,12 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         return 1
 
-    from model_discovery.check import policy
+    from model_discovery.check import policy, toolchain
 
-    policy.install(job["writable_dirs"], job["allowed_imports"], job["allow_network"])
+    if job.get("allow_compilers"):
+        toolchain.warm_up()
+    policy.install(job["writable_dirs"], job["allowed_imports"], job["allow_network"],
+                   bool(job.get("allow_compilers")), job.get("code_dirs"))
     kind, result, error = "ok", None, None
     try:
         result = func(job["payload"])

@@ -4,6 +4,7 @@ an untrusted snippet loaded with restricted builtins."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from model_discovery.check.dynamic import sandbox_warmup
 from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, load_untrusted_module, report
 
-__all__ = ["sandbox_warmup", "torch_workout", "run_untrusted", "echo"]
+__all__ = ["sandbox_warmup", "torch_workout", "run_untrusted", "run_tool", "echo"]
 
 
 def echo(payload: dict[str, Any]) -> dict[str, Any]:
@@ -66,3 +67,9 @@ def run_untrusted(payload: dict[str, Any]) -> dict[str, Any]:
     module = load_untrusted_module(payload["source"], "snippet",
                                    payload.get("allowed_imports") or list(DEFAULT_ALLOWED_IMPORTS))
     return {"value": repr(module.main())}
+
+
+def run_tool(payload: dict[str, Any]) -> dict[str, Any]:
+    """Start ``payload['argv']`` from trusted code (as torch.compile's toolchain would)."""
+    done = subprocess.run(payload["argv"], capture_output=True, text=True, timeout=60, check=False)
+    return {"returncode": done.returncode, "stdout": done.stdout[:2000]}

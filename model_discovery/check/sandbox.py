@@ -72,6 +72,8 @@ class SandboxLimits(BaseModel):
         default_factory=lambda: list(DEFAULT_ALLOWED_IMPORTS),
         description="import roots allowed to untrusted code (trusted modules may import anything)")
     allow_network: bool = False
+    allow_compilers: bool = Field(False, description="let torch.compile start its compiler toolchain "
+                                                     "(model_discovery.check.toolchain)")
     threads: int = Field(1, gt=0, description="OMP/MKL threads and torch intra-op threads")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment variables for the child")
     poll_interval_s: float = Field(0.05, gt=0, description="watchdog sampling period")
@@ -122,10 +124,13 @@ def load_untrusted_module(source: str, name: str, allowed_imports: list[str] | t
     ``input`` and ``breakpoint`` are removed and ``__import__`` admits only ``allowed_imports``
     roots (also for modules already imported elsewhere). Code is compiled with a filename
     starting with :data:`UNTRUSTED_FILENAME_PREFIX`, which the child's audit hook uses to tell
-    untrusted frames from trusted ones. Call only inside the sandbox.
+    untrusted frames from trusted ones. Like :func:`~model_discovery.gau.compose.load_module`,
+    the module is registered in ``sys.modules`` for ``torch.compile``. Call only inside the sandbox.
     """
     import builtins
     import types
+
+    from model_discovery.gau.compose import module_name
 
     allowed = frozenset(allowed_imports)
     real_import = builtins.__import__
@@ -142,7 +147,8 @@ def load_untrusted_module(source: str, name: str, allowed_imports: list[str] | t
     for banned in ("exec", "eval", "compile", "open", "input", "breakpoint", "help", "exit", "quit"):
         safe.pop(banned, None)
     safe["__import__"] = guarded_import
-    module = types.ModuleType(name)
+    module = types.ModuleType(module_name(source, name))
+    sys.modules[module.__name__] = module
     module.__dict__["__builtins__"] = safe
     filename = f"{UNTRUSTED_FILENAME_PREFIX}{name}>"
     module.__dict__["__file__"] = filename
@@ -193,6 +199,11 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def _compiler_cache_dirs(work: Path) -> tuple[Path, Path]:
+    """Where Inductor and Triton keep the code they generate, inside the child's work dir."""
+    return work / "torchinductor", work / "triton"
+
+
 def _child_env(limits: SandboxLimits, work: Path) -> dict[str, str]:
     env = {
         "PATH": "/usr/bin:/bin",
@@ -206,7 +217,8 @@ def _child_env(limits: SandboxLimits, work: Path) -> dict[str, str]:
         "OMP_NUM_THREADS": str(limits.threads),
         "MKL_NUM_THREADS": str(limits.threads),
         "OPENBLAS_NUM_THREADS": str(limits.threads),
-        "TORCHINDUCTOR_CACHE_DIR": str(work / "torchinductor"),
+        "TORCHINDUCTOR_CACHE_DIR": str(_compiler_cache_dirs(work)[0]),
+        "TRITON_CACHE_DIR": str(_compiler_cache_dirs(work)[1]),
         "WANDB_MODE": "disabled",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
@@ -263,6 +275,8 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
             "writable_dirs": writable,
             "allowed_imports": list(limits.allowed_imports),
             "allow_network": limits.allow_network,
+            "allow_compilers": limits.allow_compilers,
+            "code_dirs": [str(d) for d in _compiler_cache_dirs(work)] if limits.allow_compilers else [],
             "threads": limits.threads,
             "address_space_bytes": limits.effective_address_space(),
             "cpu_time_s": limits.effective_cpu_time_s(),

@@ -11,7 +11,9 @@ Executing a compiled module runs the design's code: call :func:`load_module` /
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
+import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -99,9 +101,19 @@ def compile_design(design: Design) -> str:
     return "\n\n".join(parts)
 
 
+def module_name(source: str, name: str) -> str:
+    """Process-unique module name for compiled design source (``name`` plus a source hash)."""
+    return f"{name}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+
+
 def load_module(source: str, name: str = "gau_design") -> types.ModuleType:
-    """Execute compiled module source in a fresh module object (runs design code!)."""
-    module = types.ModuleType(name)
+    """Execute compiled module source in a fresh module object (runs design code!).
+
+    The module is registered in ``sys.modules`` under :func:`module_name`, as ``torch.compile``
+    looks up the modules of the functions it traces.
+    """
+    module = types.ModuleType(module_name(source, name))
+    sys.modules[module.__name__] = module
     module.__dict__["__file__"] = f"<{name}>"
     code = compile(source, f"<{name}>", "exec")
     exec(code, module.__dict__)  # noqa: S102 - only inside the sandbox for untrusted designs

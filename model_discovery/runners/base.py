@@ -36,7 +36,8 @@ def execute_job(job: VerifyJob) -> dict[str, Any]:
 
     opts = job.options
     Path(job.out_dir).mkdir(parents=True, exist_ok=True)
-    overrides = {"train_tokens": opts.train_tokens} if opts.train_tokens else None
+    overrides = {**({"train_tokens": opts.train_tokens} if opts.train_tokens else {}),
+                 **({"compile": True} if opts.compile else {})} or None
     data = DataConfig.model_validate(opts.data) if opts.data else None
     result = verify_design(job.design, job.scale, job.out_dir, data_config=data, eval=opts.eval,
                            probes=opts.probes, wandb=opts.wandb, train_overrides=overrides)

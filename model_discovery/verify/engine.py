@@ -147,6 +147,7 @@ def sandbox_limits(payload: dict[str, Any], out_dir: Path) -> Any:
         # CUDA maps far more address space than it uses: do not cap it on GPU rungs
         address_space_bytes=None if cpu_only else 2**46,
         allowed_imports=sorted({*DEFAULT_ALLOWED_IMPORTS, "json"}),
+        allow_compilers=bool((payload.get("train") or {}).get("compile", False)),
         max_file_bytes=64 * 2**30)
 
 
@@ -279,7 +280,8 @@ def _finish(record: VerifyResult, out: Path, wandb: bool) -> VerifyResult:
     return record
 
 
-def verify_command(ref: str, scale: str, out_dir: str) -> int:
+def verify_command(ref: str, scale: str, out_dir: str, *, eval: bool = True, probes: bool = True,
+                   wandb: bool = True, train_overrides: dict[str, Any] | None = None) -> int:
     """``modis verify DESIGN --scale S --out DIR``: verify a seed name or design JSON, print a
     summary; returns 0 when the design trained, 1 when it failed, 2 on a bad argument."""
     from model_discovery.gau.library import load_design
@@ -290,7 +292,8 @@ def verify_command(ref: str, scale: str, out_dir: str) -> int:
     except (DesignError, KeyError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
-    record = verify_design(design, rung, out_dir)
+    record = verify_design(design, rung, out_dir, eval=eval, probes=probes, wandb=wandb,
+                           train_overrides=train_overrides)
     print(record.summary())
     print(f"record: {Path(out_dir) / 'verify_result.json'}")
     return 0 if record.ok else 1

@@ -10,6 +10,7 @@ exactly the batches the uninterrupted run would have seen. Checkpoints (model, o
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -26,7 +27,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from model_discovery.errors import one_line
 from model_discovery.gau.scales import ScaleConfig
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 WEIGHTS_NAME = "model.safetensors"
@@ -53,9 +57,9 @@ class TrainConfig(BaseModel):
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
-    device: str = Field("auto", description="'cpu', 'cuda', 'cuda:N' or 'auto'")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="'cpu', 'cuda', 'cuda:N' or 'auto'")
     dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
-    compile: bool = Field(False, description="torch.compile the model (CUDA only; falls back to eager)")
+    compile: bool = Field(False, description="torch.compile the model (falls back to eager if compiling fails)")
     seed: int = 0
     eval_interval: int = Field(0, ge=0, description="val loss every N steps; 0 = only at the end")
     eval_batches: int = Field(8, gt=0, description="micro-batches per periodic val estimate")
@@ -124,6 +128,9 @@ class TrainResult(BaseModel):
     wall_s: float
     device: str
     dtype: str
+    compiled: bool = Field(False, description="torch.compile ran every step of this call")
+    compile_fallback: str | None = Field(None, description="why the compiled model fell back to eager")
+    first_step_s: float = Field(0.0, description="wall time of this call's first step (compilation included)")
 
 
 # -- pieces ------------------------------------------------------------------------------------
@@ -310,8 +317,10 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
         torch.manual_seed(config.seed)
 
     fwd: nn.Module = model
-    if config.compile and device.type == "cuda":
+    fallback: str | None = None
+    if config.compile:
         fwd = torch.compile(model)  # type: ignore[assignment]
+    first_step_s = 0.0
     end = min(config.max_steps, config.stop_at or config.max_steps)
     non_train_s = 0.0
     bar = _progress(config, step)
@@ -321,14 +330,19 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            t_step = time.perf_counter()
             try:
                 loss_sum = _train_step(fwd, optimizer, data.train, config, step, device, autocast)
-            except Exception:
+            except Exception as exc:
                 if fwd is model:
                     raise
-                optimizer.zero_grad(set_to_none=True)  # compiled path failed: continue eagerly
+                fallback = one_line(exc)
+                log.warning("torch.compile failed, training eagerly: %s", fallback)
+                optimizer.zero_grad(set_to_none=True)
                 fwd = model
                 loss_sum = _train_step(fwd, optimizer, data.train, config, step, device, autocast)
+            if step == resumed_from:
+                first_step_s = time.perf_counter() - t_step
             step += 1
             if step % config.log_interval == 0 or step == end or step == 1:
                 loss = float(loss_sum.item())
@@ -365,7 +379,8 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
         train_loss=train_curve, val_loss=val_curve, final_val_loss=final_val,
         tokens_per_s=done * config.tokens_per_step / train_s if done and train_s > 0 else 0.0,
         peak_memory_bytes=peak_memory_bytes(device), wall_s=time.perf_counter() - t_start,
-        device=str(device), dtype=str(dtype).replace("torch.", ""))
+        device=str(device), dtype=str(dtype).replace("torch.", ""),
+        compiled=config.compile and fallback is None, compile_fallback=fallback, first_step_s=first_step_s)
 
 
 def _train_step(fwd: nn.Module, optimizer: torch.optim.Optimizer, tokens: np.ndarray, config: TrainConfig,

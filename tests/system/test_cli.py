@@ -69,3 +69,14 @@ def test_export_writes_a_hugging_face_folder(tmp_path: Path) -> None:
     assert out.exit_code == 0 and json.loads(out.stdout)["exported"] == str(tmp_path / "hf")
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["auto_map"] and (tmp_path / "hf" / "model.safetensors").exists()
+
+
+def test_verify_takes_training_and_evaluation_options(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["verify", "gpt2", "--scale", "micro", "--out", str(tmp_path / "v"),
+                              "--train-tokens", "8192", "--no-eval", "--no-probes", "--no-wandb", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    record = json.loads((tmp_path / "v" / "verify_result.json").read_text())
+    assert record["status"] == "ok" and record["train"]["tokens"] == 8192 and record["train"]["device"] == "cpu"
+    assert record["eval_metrics"] == {} and record["probe_scores"] == {} and not record["train"]["compiled"]
+    out = runner.invoke(app, ["verify", "gpt2", "--device", "gpu"])
+    assert out.exit_code == 2 and "'gpu' is not cpu, cuda or cuda:N" in out.output

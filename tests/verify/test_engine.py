@@ -65,12 +65,7 @@ def test_a_design_that_fails_gives_a_failed_record(tmp_path: Path) -> None:
     assert VerifyResult.load(tmp_path / RESULT_NAME).status == "failed"
 
 
-def sandbox_or_skip() -> None:
-    pytest.importorskip("model_discovery.check.sandbox")
-
-
 def test_verify_design_trains_inside_the_sandbox(tmp_path: Path) -> None:
-    sandbox_or_skip()
     from model_discovery.check.sandbox import SandboxLimits
 
     limits = SandboxLimits(wall_time_s=300, threads=1, writable_dirs=[tmp_path],
@@ -85,6 +80,30 @@ def test_verify_design_trains_inside_the_sandbox(tmp_path: Path) -> None:
                         wandb=False, train_overrides=BUDGET, limits=limits.model_copy(
                             update={"writable_dirs": [tmp_path / "bad"]}))
     assert bad.status == "failed" and "mlp refuses to build" in bad.error
+
+
+def graph_break_design() -> Design:
+    """gpt2 whose MLP breaks the compiled graph in its forward (runs fine eagerly)."""
+    seed = load_seed("gpt2")
+    units = dict(seed.units)
+    source = units["GeluMLP"].source
+    head, sep, tail = source.partition("def _forward(self, X, **Z):\n")
+    assert sep, "GeluMLP has no _forward to patch"
+    units["GeluMLP"] = UnitSpec(**{**units["GeluMLP"].model_dump(),
+                                   "source": head + sep + "        torch._dynamo.graph_break()\n" + tail})
+    return Design(name="gpt2-graph-break", root=seed.root, units=units)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("design", [load_seed("gpt2"), graph_break_design()], ids=["gpt2", "graph-break"])
+def test_compiled_training_inside_the_sandbox(design: Design, tmp_path: Path) -> None:
+    """torch.compile runs its compiler toolchain in the sandbox, also across graph breaks in design code."""
+    record = verify_design(design, TINY, tmp_path, data_config=DATA, eval=False, probes=False, wandb=False,
+                           train_overrides={**BUDGET, "compile": True})
+    assert record.status == "ok", record.error
+    assert record.train is not None and record.train.completed
+    assert record.train.compiled and record.train.compile_fallback is None, record.train.compile_fallback
+    assert record.train.first_step_s > 0
 
 
 def test_wandb_logging_is_offline_and_never_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,12 +35,19 @@ def test_compiled_training_matches_eager_closely(tmp_path: Path) -> None:
         model = build_lm(load_seed("llama"), scale, vocab_size=data.vocab_size).cuda()
         cfg = TrainConfig.from_scale(scale, model.num_params(), train_tokens=40 * scale.batch_size * 128,
                                      device="cuda", compile=compiled, progress=False, final_eval_batches=4)
-        losses[compiled] = train(model, data, cfg, run_dir=tmp_path / str(compiled)).final_val_loss
+        result = train(model, data, cfg, run_dir=tmp_path / str(compiled))
+        losses[compiled] = result.final_val_loss
     assert abs(losses[True] - losses[False]) < 0.05
+    assert result.compiled, result.compile_fallback
 
 
-def test_sandboxed_verification_on_cuda(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_sandboxed_verification_on_cuda(compiled: bool, tmp_path: Path) -> None:
+    """CUDA initialises under the sandbox's audit hook; with compile, Triton's toolchain may run."""
     record = verify_design(load_seed("gpt2"), "14M", tmp_path, eval=False, probes=False, wandb=False,
-                           train_overrides={"train_tokens": 200_000, "device": "cuda", "final_eval_batches": 4})
+                           train_overrides={"train_tokens": 200_000, "device": "cuda", "final_eval_batches": 4,
+                                            "compile": compiled})
     assert record.status == "ok", record.error
     assert record.train is not None and record.train.device.startswith("cuda")
+    assert record.train.dtype == "bfloat16"
+    assert record.train.compiled == compiled, record.train.compile_fallback

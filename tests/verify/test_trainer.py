@@ -120,3 +120,28 @@ def test_divergence_is_a_clear_error(data: TokenData) -> None:
         model.wte.weight.fill_(float("nan"))
     with pytest.raises(TrainingError, match="train loss is nan at step 1"):
         train(model, data, config(model, train_tokens=2560))
+
+
+class RefusesToCompile(torch.nn.Module):
+    """Wraps an LM; compiled, it returns logits of the wrong length (the loss then fails), eager works."""
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def num_params(self) -> int:
+        return self.lm.num_params()
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        logits = self.lm(idx)
+        return logits[:, :-1] if torch.compiler.is_compiling() else logits
+
+
+def test_failed_compilation_falls_back_to_eager_and_says_why(data: TokenData) -> None:
+    model = RefusesToCompile(tiny_model())
+    result = train(model, data, config(model.lm, train_tokens=2560, compile=True))
+    assert result.completed and not result.compiled
+    assert result.compile_fallback is not None and "size" in result.compile_fallback
+    assert "\n" not in result.compile_fallback
+    eager = train(tiny_model(), data, config(model.lm, train_tokens=2560))
+    assert not eager.compiled and eager.compile_fallback is None
