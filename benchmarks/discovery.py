@@ -6,20 +6,31 @@ and the evolutionary selector vs the random selector at an equal budget.
 Both selectors run the same number of design steps from the same seeds with the same per-rung
 verify budget, each in its own run directory (offline: symbolic agents, micro rung on CPU).
 Fitness is relative to the gpt2 seed at the same rung (0 = as good as gpt2, higher is better).
+
+The best of many noisy verifications is biased upwards, so each run's best new design, the best
+seed and gpt2 are then verified again with ``--confirm-seeds`` fresh training seeds; the
+*confirmed gain* (mean over those seeds, with its standard error) is the number to compare.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import time
 from pathlib import Path
 
 from model_discovery.config import SystemConfig, VerifyOptions
+from model_discovery.gau import Design, load_seed
+from model_discovery.select.fitness import fitness
 from model_discovery.system import BuildSystem
+from model_discovery.verify import VerifyResult, verify_design
+
+CONFIRM_SEED = 1000  # confirmation seeds start here: never used by the runs themselves
 
 
-def run(selector: str, args: argparse.Namespace, repeat: int) -> dict:
+def run(selector: str, args: argparse.Namespace, repeat: int) -> tuple[dict, Design | None]:
     run_dir = Path(args.out) / f"{selector}-{repeat}"
     cfg = SystemConfig(run_dir=run_dir, seeds=args.seeds, steps=args.steps, selector=selector,
                        seed=args.seed + repeat,
@@ -32,6 +43,9 @@ def run(selector: str, args: argparse.Namespace, repeat: int) -> dict:
         wall = time.perf_counter() - t0
         seeds = set(args.seeds)
         results = {r.design: r.fitness for r in system.tree.results(scale="micro") if r.fitness is not None}
+        best_name = max(((d, f) for d, f in results.items() if d not in seeds), key=lambda x: x[1],
+                        default=(None, None))[0]
+        best_design = system.tree.get_design(best_name).design if best_name else None
     finally:
         system.close()
     outcomes = report.outcomes
@@ -45,8 +59,46 @@ def run(selector: str, args: argparse.Namespace, repeat: int) -> dict:
             "success_rate": len(committed) / max(len(outcomes), 1),
             "pass_at_k": pass_at, "designs_per_hour": len(committed) / (wall / 3600), "wall_s": wall,
             "verified": len(report.verified), "best_seed_fitness": seed_best, "best_new_fitness": new_best,
-            "best_new_design": max(((d, f) for d, f in results.items() if d not in seeds),
-                                   key=lambda x: x[1], default=(None, None))[0]}
+            "best_seed": max(((d, f) for d, f in results.items() if d in seeds), key=lambda x: x[1],
+                             default=(None, None))[0],
+            "best_new_design": best_name}, best_design
+
+
+class Confirmer:
+    """Verifies designs again with fresh training seeds; fitness per seed against gpt2's mean."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.cache: dict[str, VerifyResult] = {}
+
+    def record(self, design: Design) -> VerifyResult:
+        key = design.fingerprint()
+        if key not in self.cache:
+            rec = verify_design(design, "micro", Path(self.args.out) / "confirm" / design.name, eval=self.args.eval,
+                                probes=False, wandb=False, train_overrides={"train_tokens": self.args.train_tokens},
+                                seed=CONFIRM_SEED, replicates=self.args.confirm_seeds)
+            if not rec.ok:
+                raise SystemExit(f"confirmation of {design.name} failed: {rec.error}")
+            self.cache[key] = rec
+        return self.cache[key]
+
+    def fitnesses(self, design: Design) -> list[float]:
+        base = self.record(load_seed("gpt2")).model_dump(mode="json")
+        rec = self.record(design)
+        return [fitness({"eval_metrics": r.eval_metrics, "final_val_loss": r.final_val_loss}, base)
+                for r in rec.replicates]
+
+    def gain(self, new: Design, seed: str) -> tuple[float, float]:
+        """(mean gain of ``new`` over seed design ``seed``, its standard error)."""
+        a, b = self.fitnesses(new), self.fitnesses(load_seed(seed))
+        se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+        return statistics.fmean(a) - statistics.fmean(b), se
+
+
+def _confirmed(row: dict) -> str:
+    if row.get("confirmed_gain") is None:
+        return "-"
+    return f"{row['confirmed_gain']:+.4f}±{row['confirmed_se']:.4f}"
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -64,12 +116,24 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/bench_discovery")
     ap.add_argument("--selectors", nargs="+", default=["evolutionary", "random"])
+    ap.add_argument("--confirm-seeds", type=int, default=3,
+                    help="fresh training seeds to re-verify each run's best new design with (0: skip)")
     args = ap.parse_args()
-    rows = [run(s, args, r) for r in range(args.repeats) for s in args.selectors]
+    if args.confirm_seeds == 1:
+        ap.error("--confirm-seeds must be 0 or at least 2 (a spread needs two seeds)")
+    rows = []
+    confirmer = Confirmer(args)
+    for r in range(args.repeats):
+        for s in args.selectors:
+            row, best = run(s, args, r)
+            row["confirmed_gain"] = row["confirmed_se"] = None
+            if args.confirm_seeds and best is not None and row["best_seed"]:
+                row["confirmed_gain"], row["confirmed_se"] = confirmer.gain(best, row["best_seed"])
+            rows.append(row)
     print(f"discovery benchmark: {args.steps} steps x {args.repeats} runs per selector, seeds "
           f"{', '.join(args.seeds)}, micro rung, {args.train_tokens} train tokens per verification")
     print(f"{'selector':<13}{'run':>4}{'ok/steps':>9}{'failed':>7}{'rejected':>9}{'designs/h':>10}"
-          f"{'best seed':>10}{'best new':>10}{'gain':>8}  best new design")
+          f"{'best seed':>10}{'best new':>10}{'gain':>8}{'confirmed':>18}  best new design")
     for r in rows:
         gain = (r["best_new_fitness"] - r["best_seed_fitness"]
                 if r["best_new_fitness"] is not None and r["best_seed_fitness"] is not None else None)
@@ -77,7 +141,7 @@ def main() -> None:
         fit = lambda x: "-" if x is None else f"{x:+.4f}"  # noqa: E731
         print(f"{r['selector']:<13}{r['repeat']:>4}{r['committed']:>5}/{r['steps']:<3}{r['failed_checks']:>7}"
               f"{r['rejected']:>9}{r['designs_per_hour']:>10.0f}{fit(r['best_seed_fitness']):>10}"
-              f"{fit(r['best_new_fitness']):>10}{fit(gain):>8}  {r['best_new_design']}")
+              f"{fit(r['best_new_fitness']):>10}{fit(gain):>8}{_confirmed(r):>18}  {r['best_new_design']}")
     for sel in args.selectors:
         mine = [r for r in rows if r["selector"] == sel]
         gains = [r["gain"] for r in mine if r["gain"] is not None]
@@ -87,6 +151,12 @@ def main() -> None:
               + ", ".join(f"pass@{k} {v:.2f}" for k, v in passes.items())
               + f"; mean gain over best seed {_mean(gains):+.4f} over {len(gains)} runs; "
               f"{sum(g > 0 for g in gains)}/{len(gains)} runs beat the best seed")
+        confirmed = [r["confirmed_gain"] for r in mine if r["confirmed_gain"] is not None]
+        if confirmed:
+            print(f"{sel}: confirmed gain {_mean(confirmed):+.4f} (mean over {len(confirmed)} runs; "
+                  f"{args.confirm_seeds} fresh seeds each); "
+                  f"{sum(r['confirmed_gain'] > 2 * r['confirmed_se'] for r in mine if r['confirmed_gain'] is not None)}"
+                  f"/{len(confirmed)} runs beat the best seed by more than 2 standard errors")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(rows, indent=2))
 

@@ -113,7 +113,9 @@ def verify(ref: str = typer.Argument(..., help="design JSON path or seed name"),
                                                 callback=_check_device),
            no_eval: bool = typer.Option(False, "--no-eval", help="skip lm-eval after training"),
            no_probes: bool = typer.Option(False, "--no-probes", help="skip synthetic probes"),
-           no_wandb: bool = typer.Option(False, "--no-wandb", help="no wandb run")) -> None:
+           no_wandb: bool = typer.Option(False, "--no-wandb", help="no wandb run"),
+           replicates: int = typer.Option(1, "--replicates", min=1, max=16,
+                                          help="training seeds; the record holds their means and spread")) -> None:
     """Train and evaluate a design at one rung; write its result record."""
     from model_discovery.verify import verify_command
 
@@ -121,7 +123,7 @@ def verify(ref: str = typer.Argument(..., help="design JSON path or seed name"),
                                    "device": device}.items() if v is not None}
     raise typer.Exit(verify_command(ref, scale, str(out_dir or Path("runs/verify") / f"{Path(ref).stem}@{scale}"),
                                     eval=not no_eval, probes=not no_probes, wandb=not no_wandb,
-                                    train_overrides=overrides or None))
+                                    train_overrides=overrides or None, replicates=replicates))
 
 
 @app.command()

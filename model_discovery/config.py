@@ -49,6 +49,8 @@ class VerifyOptions(BaseModel):
     wandb: bool = True
     train_tokens: int | None = Field(None, gt=0, description="override the rung's token budget")
     compile: bool = Field(False, description="torch.compile the model (falls back to eager if it fails)")
+    replicates: int = Field(1, ge=1, le=16, description="training seeds per verification; the record holds "
+                            "their means (less noisy fitness, proportionally more compute)")
     data: dict[str, Any] = Field(default_factory=dict, description="corpus settings (verify.data.DataConfig); "
                                  "{} = the local standard-library corpus")
 

@@ -40,7 +40,8 @@ def execute_job(job: VerifyJob) -> dict[str, Any]:
                  **({"compile": True} if opts.compile else {})} or None
     data = DataConfig.model_validate(opts.data) if opts.data else None
     result = verify_design(job.design, job.scale, job.out_dir, data_config=data, eval=opts.eval,
-                           probes=opts.probes, wandb=opts.wandb, train_overrides=overrides)
+                           probes=opts.probes, wandb=opts.wandb, train_overrides=overrides,
+                           replicates=opts.replicates)
     return result.model_dump(mode="json")
 
 

@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--no-probes", action="store_true")
     srv.add_argument("--no-wandb", action="store_true")
     srv.add_argument("--compile", action="store_true", help="torch.compile every model trained")
+    srv.add_argument("--replicates", type=int, help="training seeds per verification (overrides the config)")
     srv.add_argument("--max-jobs", type=int, help="stop after this many verifications")
     srv.add_argument("--exit-when-idle", action="store_true", help="stop when nothing is left to claim")
     srv.add_argument("--poll", type=float, default=10.0, help="seconds between selection rounds when idle")
@@ -274,6 +275,8 @@ def _serve_config(args: argparse.Namespace) -> Any:
         verify["train_tokens"] = args.train_tokens
     verify["eval"] = verify["eval"] and not args.no_eval
     verify["compile"] = verify["compile"] or args.compile
+    if args.replicates is not None:
+        verify["replicates"] = args.replicates
     verify["probes"] = verify["probes"] and not args.no_probes
     verify["wandb"] = verify["wandb"] and not args.no_wandb
     return SystemConfig.parse(data, origin=args.config or "<worker flags>")

@@ -5,16 +5,16 @@ Public API::
     load_token_data(vocab_size, config=None, cache_dir=None) -> TokenData
     corpus_documents(split, config=None) -> list[str]
     TrainConfig.from_scale(scale, n_params), train(model, data, config, run_dir) -> TrainResult
-    verify_design(design, scale, out_dir, ...) -> VerifyResult
+    verify_design(design, scale, out_dir, ..., replicates=1) -> VerifyResult
     verify_command(ref, scale, out_dir) -> int        (``modis verify``)
 """
 
 from model_discovery.verify.data import DataConfig, DataError, TokenData, corpus_documents, load_token_data
 from model_discovery.verify.engine import sandbox_entry, verify_command, verify_design
-from model_discovery.verify.result import VerifyResult
+from model_discovery.verify.result import Replicate, VerifyResult
 from model_discovery.verify.tokenizer import TokenizerError, train_bpe
 from model_discovery.verify.trainer import TrainConfig, TrainingError, TrainResult, train
 
 __all__ = ["DataConfig", "DataError", "TokenData", "corpus_documents", "load_token_data", "TrainConfig",
-           "TrainResult", "TrainingError", "train", "VerifyResult", "verify_design", "verify_command",
+           "TrainResult", "TrainingError", "train", "Replicate", "VerifyResult", "verify_design", "verify_command",
            "sandbox_entry", "TokenizerError", "train_bpe"]

@@ -220,21 +220,25 @@ def _execute_in_process(payload: dict[str, Any], out_dir: Path
 def verify_design(design: Design, scale: ScaleConfig | str, out_dir: str | Path,
                   data_config: DataConfig | None = None, eval: bool = True, probes: bool = True,
                   wandb: bool = True, train_overrides: dict[str, Any] | None = None, seed: int = 0,
-                  cache_dir: str | Path | None = None, limits: Any = None) -> VerifyResult:
+                  cache_dir: str | Path | None = None, limits: Any = None, replicates: int = 1) -> VerifyResult:
     """Train ``design`` at ``scale`` in the sandbox, evaluate it, and record the outcome.
 
     ``train_overrides`` adjusts the rung's recipe (any :class:`TrainConfig` field, plus
-    ``train_tokens``). The record is written to ``<out_dir>/verify_result.json`` and returned;
-    a design that fails to build or train gives ``status="failed"`` with a one-line error
-    rather than an exception. ``limits`` overrides the sandbox limits.
+    ``train_tokens``). With ``replicates`` > 1 the design is trained and evaluated once per seed
+    (``seed``, ``seed + 1``, ...; probes run once) and the record holds the means, their spread
+    and each seed's result. The record is written to ``<out_dir>/verify_result.json`` and
+    returned; a design that fails to build or train (with any seed) gives ``status="failed"`` with
+    a one-line error rather than an exception. ``limits`` overrides the sandbox limits.
     """
     return _verify(design, scale, out_dir, data_config, eval, probes, wandb, train_overrides, seed,
-                   cache_dir, lambda payload, out: _execute_sandboxed(payload, out, limits))
+                   cache_dir, lambda payload, out: _execute_sandboxed(payload, out, limits), replicates)
 
 
 def _verify(design: Design, scale: ScaleConfig | str, out_dir: str | Path, data_config: DataConfig | None,
             eval: bool, probes: bool, wandb: bool, train_overrides: dict[str, Any] | None, seed: int,
-            cache_dir: str | Path | None, execute: Executor) -> VerifyResult:
+            cache_dir: str | Path | None, execute: Executor, replicates: int = 1) -> VerifyResult:
+    if replicates < 1:
+        raise ValueError(f"replicates must be >= 1, got {replicates}")
     t0 = time.perf_counter()
     scale = get_scale(scale) if isinstance(scale, str) else scale
     out = Path(out_dir).resolve()
@@ -253,22 +257,51 @@ def _verify(design: Design, scale: ScaleConfig | str, out_dir: str | Path, data_
                "cache_dir": str(cache_root(cache_dir).resolve()), "out_dir": str(out),
                "eval": bool(eval), "probes": bool(probes), "seed": int(seed),
                "train": dict(train_overrides or {})}
-    ok, result, error, kind, _wall, peak_rss = execute(payload, out)
-    if not ok or result is None:
-        record = VerifyResult(**base, status="failed", error=error or "verification failed",
-                              error_kind=kind or "error", data_dir=str(data.path),
-                              peak_memory_bytes=peak_rss, wall_s=time.perf_counter() - t0)
-        return _finish(record, out, wandb)
+    runs: list[tuple[int, Path, dict[str, Any]]] = []
+    peak = 0
+    for i in range(replicates):
+        run_seed = seed + i
+        run_out = out if i == 0 else out / "replicates" / f"seed{run_seed}"
+        run_out.mkdir(parents=True, exist_ok=True)
+        ok, result, error, kind, _wall, peak_rss = execute(
+            {**payload, "seed": run_seed, "out_dir": str(run_out), "probes": bool(probes) and i == 0}, run_out)
+        peak = max(peak, peak_rss)
+        if not ok or result is None:
+            which = f" (seed {run_seed})" if replicates > 1 else ""
+            record = VerifyResult(**base, status="failed", error=(error or "verification failed") + which,
+                                  error_kind=kind or "error", data_dir=str(data.path),
+                                  peak_memory_bytes=peak, wall_s=time.perf_counter() - t0)
+            return _finish(record, out, wandb)
+        runs.append((run_seed, run_out, result))
+    record = _record(base, runs, peak, str(data.path), time.perf_counter() - t0)
+    return _finish(record, out, wandb)
+
+
+def _record(base: dict[str, Any], runs: list[tuple[int, Path, dict[str, Any]]], peak_rss: int, data_dir: str,
+            wall_s: float) -> VerifyResult:
+    """The ``ok`` record of one or more trained seeds: means, spreads and per-seed results."""
+    from statistics import fmean, stdev
+
+    from model_discovery.verify.result import Replicate
     from model_discovery.verify.trainer import TrainResult
 
-    train = TrainResult.model_validate(result["train"])
+    trains = [TrainResult.model_validate(result["train"]) for _, _, result in runs]
+    train, first = trains[0], runs[0][2]
     peak = train.peak_memory_bytes if train.device.startswith("cuda") else max(train.peak_memory_bytes, peak_rss)
-    record = VerifyResult(**base, status="ok", train=train, eval_metrics=result.get("eval_metrics", {}),
-                          probe_scores=result.get("probe_scores", {}), final_val_loss=train.final_val_loss,
-                          tokens_per_s=train.tokens_per_s, peak_memory_bytes=peak,
-                          warnings=list(result.get("warnings", [])), data_dir=str(data.path),
-                          wall_s=time.perf_counter() - t0)
-    return _finish(record, out, wandb)
+    metrics = [dict(result.get("eval_metrics", {})) for _, _, result in runs]
+    warnings = [w for _, _, result in runs for w in result.get("warnings", []) if w]
+    fields: dict[str, Any] = dict(eval_metrics=metrics[0], final_val_loss=train.final_val_loss)
+    if len(runs) > 1:
+        shared = sorted(set.intersection(*(set(m) for m in metrics)))
+        losses = [t.final_val_loss for t in trains]
+        fields = dict(
+            eval_metrics={k: fmean(m[k] for m in metrics) for k in shared}, final_val_loss=fmean(losses),
+            spread={"final_val_loss": stdev(losses), **{k: stdev([m[k] for m in metrics]) for k in shared}},
+            replicates=[Replicate(seed=s, final_val_loss=t.final_val_loss, eval_metrics=m, out_dir=str(o))
+                        for (s, o, _), t, m in zip(runs, trains, metrics)])
+    return VerifyResult(**base, status="ok", train=train, probe_scores=first.get("probe_scores", {}),
+                        tokens_per_s=train.tokens_per_s, peak_memory_bytes=peak,
+                        warnings=list(dict.fromkeys(warnings)), data_dir=data_dir, wall_s=wall_s, **fields)
 
 
 def _finish(record: VerifyResult, out: Path, wandb: bool) -> VerifyResult:
@@ -281,7 +314,7 @@ def _finish(record: VerifyResult, out: Path, wandb: bool) -> VerifyResult:
 
 
 def verify_command(ref: str, scale: str, out_dir: str, *, eval: bool = True, probes: bool = True,
-                   wandb: bool = True, train_overrides: dict[str, Any] | None = None) -> int:
+                   wandb: bool = True, train_overrides: dict[str, Any] | None = None, replicates: int = 1) -> int:
     """``modis verify DESIGN --scale S --out DIR``: verify a seed name or design JSON, print a
     summary; returns 0 when the design trained, 1 when it failed, 2 on a bad argument."""
     from model_discovery.gau.library import load_design
@@ -293,7 +326,7 @@ def verify_command(ref: str, scale: str, out_dir: str, *, eval: bool = True, pro
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     record = verify_design(design, rung, out_dir, eval=eval, probes=probes, wandb=wandb,
-                           train_overrides=train_overrides)
+                           train_overrides=train_overrides, replicates=replicates)
     print(record.summary())
     print(f"record: {Path(out_dir) / 'verify_result.json'}")
     return 0 if record.ok else 1

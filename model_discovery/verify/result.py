@@ -13,6 +13,17 @@ from model_discovery.verify.trainer import TrainResult
 RESULT_NAME = "verify_result.json"
 
 
+class Replicate(BaseModel):
+    """One training seed of a replicated verification."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int
+    final_val_loss: float
+    eval_metrics: dict[str, float] = Field(default_factory=dict)
+    out_dir: str = Field("", description="where this seed's training wrote its checkpoint and weights")
+
+
 class VerifyResult(BaseModel):
     """One verification of a design at one rung of the ladder.
 
@@ -20,6 +31,10 @@ class VerifyResult(BaseModel):
     line naming the cause and ``error_kind`` its class (e.g. the sandbox's kind: ``timeout``,
     ``memory``, ``exception``). Evaluation or probe problems do not fail a trained design: they
     are listed in ``warnings`` and the corresponding scores are missing.
+
+    A replicated verification trains the design once per seed (``replicates``); ``final_val_loss``
+    and ``eval_metrics`` are then means over the seeds, ``spread`` their standard deviations, and
+    ``train`` is the first seed's run (whose weights lie in ``out_dir/train``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -33,6 +48,9 @@ class VerifyResult(BaseModel):
     train: TrainResult | None = None
     eval_metrics: dict[str, float] = Field(default_factory=dict)
     probe_scores: dict[str, float] = Field(default_factory=dict)
+    replicates: list[Replicate] = Field(default_factory=list, description="per-seed results (two or more seeds)")
+    spread: dict[str, float] = Field(default_factory=dict, description="std over seeds of final_val_loss and "
+                                     "each eval metric (two or more seeds)")
     final_val_loss: float | None = None
     tokens_per_s: float = 0.0
     peak_memory_bytes: int = 0
@@ -79,6 +97,9 @@ class VerifyResult(BaseModel):
             t = self.train
             lines.append(f"  params {t.n_params:,} non-embedding; {t.steps} steps, {t.tokens:,} tokens; "
                          f"val loss {t.final_val_loss:.4f}")
+        if self.replicates and self.final_val_loss is not None:
+            lines.append(f"  {len(self.replicates)} seeds: val loss {self.final_val_loss:.4f} "
+                         f"± {self.spread.get('final_val_loss', 0.0):.4f} (mean ± std)")
         lines.append(f"  {self.tokens_per_s:,.0f} tokens/s; peak memory {self.peak_memory_bytes / 2**20:,.0f} MiB; "
                      f"wall {self.wall_s:.1f} s")
         for title, scores in (("eval", self.eval_metrics), ("probes", self.probe_scores)):

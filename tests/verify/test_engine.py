@@ -58,6 +58,28 @@ def test_verify_writes_a_record(tmp_path: Path) -> None:
     assert "gpt2" in record.summary() and "val loss" in record.summary()
 
 
+def test_replicated_verification_records_means_and_spread(tmp_path: Path) -> None:
+    record = _verify(load_seed("gpt2"), TINY, tmp_path, DATA, eval=False, probes=False, wandb=False,
+                     train_overrides=BUDGET, seed=5, cache_dir=None, execute=_execute_in_process, replicates=3)
+    assert record.status == "ok", record.error
+    assert [r.seed for r in record.replicates] == [5, 6, 7]
+    losses = [r.final_val_loss for r in record.replicates]
+    assert len(set(losses)) == 3  # the seeds really differ
+    assert record.final_val_loss == pytest.approx(sum(losses) / 3)
+    assert record.spread["final_val_loss"] > 0
+    assert record.train is not None and record.train.final_val_loss == losses[0]
+    assert (tmp_path / "train" / "model.safetensors").exists()
+    assert (tmp_path / "replicates" / "seed7" / "train" / "model.safetensors").exists()
+    assert "3 seeds: val loss" in record.summary()
+    assert VerifyResult.load(tmp_path) == record
+    # one seed alone is the same run as the first replicate
+    single = in_process(load_seed("gpt2"), tmp_path / "single")
+    assert single.replicates == [] and single.spread == {}
+    first = _verify(load_seed("gpt2"), TINY, tmp_path / "s5", DATA, eval=False, probes=False, wandb=False,
+                    train_overrides=BUDGET, seed=5, cache_dir=None, execute=_execute_in_process)
+    assert first.final_val_loss == losses[0]
+
+
 def test_a_design_that_fails_gives_a_failed_record(tmp_path: Path) -> None:
     record = in_process(broken_design(), tmp_path)
     assert record.status == "failed" and record.train is None
