@@ -20,8 +20,8 @@ BASE_COLUMNS = ["rank", "design", "scale", "fitness", "status", "operator", "gen
 _SKIP_KEYS = {"design", "fingerprint", "scale", "status", "error", "error_kind", "warnings", "data_dir",
               "out_dir", "wandb_dir", "created_at", "train_loss", "val_loss", "device", "dtype"}
 #: metrics shown first when present
-PREFERRED_METRICS = ["final_val_loss", "tokens_per_s", "wall_s", "train.n_params", "train.tokens",
-                     "peak_memory_bytes"]
+PREFERRED_METRICS = ["final_val_loss", "spread.final_val_loss", "tokens_per_s", "wall_s", "train.n_params",
+                     "train.tokens", "peak_memory_bytes"]
 MAX_METRICS = 60
 
 

@@ -3,15 +3,16 @@
 Installed by :mod:`model_discovery.check._child` after trusted modules are imported and warmed
 up. Denied for everyone after lockdown: sockets, process creation (fork, exec, spawn, system,
 ``subprocess``), ``ctypes``, signals to other processes, raising resource limits, and writes or
-file-system mutations outside the writable directories. With ``allow_compilers``, trusted code
-may start the compiler toolchain of ``torch.compile`` (:mod:`model_discovery.check.toolchain`),
-unless design code starts it itself (through the standard library only); code the compilers
-generate in their cache directories (``code_dirs``) counts as trusted. This widens what code
-written to defeat the hook can reach (Inductor's code cache loads native code), so it is off
-unless a run asks for ``torch.compile``. Denied only when the nearest non-import
+file-system mutations outside the writable directories. Denied only when the nearest non-import
 frame is untrusted code (compiled from a ``<untrusted:...>`` filename or living in a writable
 directory): imports outside the allowlist, ``exec``/``eval``/``compile``. Every denial is recorded
 so a design that swallows the exception is still reported.
+
+With ``allow_compilers``, trusted code may start the compiler toolchain of ``torch.compile``
+(:mod:`model_discovery.check.toolchain`), unless design code starts it itself (through the
+standard library only), and code the compilers generate in their cache directories
+(``code_dirs``) counts as trusted. This widens what code written to defeat the hook can reach
+(Inductor's code cache loads native code), so it is off unless a run asks for ``torch.compile``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ accidental and the naive (a design that opens a socket, forks, writes files, she
 audit hooks are not a boundary against code written to defeat them; run the checker inside a
 container or VM when designs come from an adversary. Files written from C/C++ code raise no audit
 event; torch's serialization writer and shared ``from_file`` are path-checked in Python, and
-``RLIMIT_FSIZE`` caps every file.
+``RLIMIT_FSIZE`` caps every file. ``SandboxLimits.allow_compilers`` (set by verifications that
+use ``torch.compile``) lets trusted code start a vetted compiler toolchain
+(:mod:`model_discovery.check.toolchain`).
 """
 
 from __future__ import annotations
