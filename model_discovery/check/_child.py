@@ -78,8 +78,19 @@ def main(argv: list[str]) -> int:
 
     from model_discovery.check import policy, toolchain
 
-    if job.get("allow_compilers"):
-        toolchain.warm_up()
+    try:
+        if job.get("allow_compilers"):
+            toolchain.warm_up()
+        if job.get("init_cuda"):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.init()  # the driver and its libraries load before the audit hook is in place
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        send({"event": "final", "kind": "exception", "result": None,
+              "error": f"sandbox warm-up failed: {one_line(exc, limit=None)}"})
+        traceback.print_exc()
+        return 1
     policy.install(job["writable_dirs"], job["allowed_imports"], job["allow_network"],
                    bool(job.get("allow_compilers")), job.get("code_dirs"))
     kind, result, error = "ok", None, None

@@ -76,6 +76,7 @@ class SandboxLimits(BaseModel):
     allow_network: bool = False
     allow_compilers: bool = Field(False, description="let torch.compile start its compiler toolchain "
                                                      "(model_discovery.check.toolchain)")
+    init_cuda: bool = Field(False, description="initialise CUDA before the lockdown (runs that train on a GPU)")
     threads: int = Field(1, gt=0, description="OMP/MKL threads and torch intra-op threads")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment variables for the child")
     poll_interval_s: float = Field(0.05, gt=0, description="watchdog sampling period")
@@ -278,6 +279,7 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
             "allowed_imports": list(limits.allowed_imports),
             "allow_network": limits.allow_network,
             "allow_compilers": limits.allow_compilers,
+            "init_cuda": limits.init_cuda,
             "code_dirs": [str(d) for d in _compiler_cache_dirs(work)] if limits.allow_compilers else [],
             "threads": limits.threads,
             "address_space_bytes": limits.effective_address_space(),

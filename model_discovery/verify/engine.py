@@ -147,7 +147,7 @@ def sandbox_limits(payload: dict[str, Any], out_dir: Path) -> Any:
         # CUDA maps far more address space than it uses: do not cap it on GPU rungs
         address_space_bytes=None if cpu_only else 2**46,
         allowed_imports=sorted({*DEFAULT_ALLOWED_IMPORTS, "json"}),
-        allow_compilers=bool((payload.get("train") or {}).get("compile", False)),
+        allow_compilers=bool((payload.get("train") or {}).get("compile", False)), init_cuda=not cpu_only,
         max_file_bytes=64 * 2**30)
 
 

@@ -96,7 +96,10 @@ class VerifyResult(BaseModel):
         if self.train is not None:
             t = self.train
             lines.append(f"  params {t.n_params:,} non-embedding; {t.steps} steps, {t.tokens:,} tokens; "
-                         f"val loss {t.final_val_loss:.4f}")
+                         f"val loss {t.final_val_loss:.4f}; {t.device}, {t.dtype}"
+                         + ("; compiled" if t.compiled else ""))
+            if t.compile_fallback:
+                lines.append(f"  torch.compile fell back to eager: {t.compile_fallback}")
         if self.replicates and self.final_val_loss is not None:
             lines.append(f"  {len(self.replicates)} seeds: val loss {self.final_val_loss:.4f} "
                          f"± {self.spread.get('final_val_loss', 0.0):.4f} (mean ± std)")

@@ -145,3 +145,14 @@ def test_failed_compilation_falls_back_to_eager_and_says_why(data: TokenData) ->
     assert "\n" not in result.compile_fallback
     eager = train(tiny_model(), data, config(model.lm, train_tokens=2560))
     assert not eager.compiled and eager.compile_fallback is None
+
+
+@pytest.mark.parametrize("seed", ["gpt2", "hyena", "mamba2"])
+def test_bf16_autocast_path_trains(seed: str, data: TokenData) -> None:
+    """The CUDA default (bf16 autocast) on CPU: the same code path, checked without a GPU."""
+    torch.manual_seed(0)
+    model = build_lm(load_seed(seed), TINY)
+    result = train(model, data, config(model, train_tokens=10_000, dtype="bfloat16"))
+    assert result.dtype == "bfloat16" and result.completed
+    assert result.final_val_loss < result.train_loss[0][2] - 0.5
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32 under autocast
