@@ -1,7 +1,8 @@
 """The verification trainer: a nanoGPT-style loop for any ``model(idx) -> logits`` LM.
 
 AdamW (weight decay on 2-D parameters only), linear warmup then cosine decay, gradient clipping,
-gradient accumulation, bf16 autocast (and optionally ``torch.compile``) on CUDA, fp32 on CPU.
+gradient accumulation, bf16 autocast on CUDA and fp32 on CPU by default, optional ``torch.compile``
+(which falls back to eager, saying why in :class:`TrainResult`, when compiling fails).
 Batches are random windows of the train stream drawn from an RNG seeded by ``(seed, step)``, so
 a run is deterministic, gradient accumulation splits the same batch, and a resumed run sees
 exactly the batches the uninterrupted run would have seen. Checkpoints (model, optimizer, step, curves, RNG states) go to
