@@ -208,6 +208,7 @@ def _compiler_cache_dirs(work: Path) -> tuple[Path, Path]:
 
 
 def _child_env(limits: SandboxLimits, work: Path) -> dict[str, str]:
+    inductor_cache, triton_cache = _compiler_cache_dirs(work)
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(work),
@@ -220,8 +221,8 @@ def _child_env(limits: SandboxLimits, work: Path) -> dict[str, str]:
         "OMP_NUM_THREADS": str(limits.threads),
         "MKL_NUM_THREADS": str(limits.threads),
         "OPENBLAS_NUM_THREADS": str(limits.threads),
-        "TORCHINDUCTOR_CACHE_DIR": str(_compiler_cache_dirs(work)[0]),
-        "TRITON_CACHE_DIR": str(_compiler_cache_dirs(work)[1]),
+        "TORCHINDUCTOR_CACHE_DIR": str(inductor_cache),
+        "TRITON_CACHE_DIR": str(triton_cache),
         "WANDB_MODE": "disabled",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",

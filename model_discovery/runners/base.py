@@ -36,11 +36,14 @@ def execute_job(job: VerifyJob) -> dict[str, Any]:
 
     opts = job.options
     Path(job.out_dir).mkdir(parents=True, exist_ok=True)
-    overrides = {**({"train_tokens": opts.train_tokens} if opts.train_tokens else {}),
-                 **({"compile": True} if opts.compile else {})} or None
+    overrides: dict[str, Any] = {}
+    if opts.train_tokens:
+        overrides["train_tokens"] = opts.train_tokens
+    if opts.compile:
+        overrides["compile"] = True
     data = DataConfig.model_validate(opts.data) if opts.data else None
     result = verify_design(job.design, job.scale, job.out_dir, data_config=data, eval=opts.eval,
-                           probes=opts.probes, wandb=opts.wandb, train_overrides=overrides,
+                           probes=opts.probes, wandb=opts.wandb, train_overrides=overrides or None,
                            replicates=opts.replicates)
     return result.model_dump(mode="json")
 

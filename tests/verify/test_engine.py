@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from model_discovery.gau import Design, ScaleConfig, UnitSpec, load_seed
 from model_discovery.verify.data import DataConfig
@@ -20,12 +18,7 @@ DATA = DataConfig(max_bytes=300_000)
 BUDGET = {"train_tokens": 4096, "final_eval_batches": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def broken_design() -> Design:
