@@ -7,9 +7,13 @@ Both selectors run the same number of design steps from the same seeds with the 
 verify budget, each in its own run directory (offline: symbolic agents, micro rung on CPU).
 Fitness is relative to the gpt2 seed at the same rung (0 = as good as gpt2, higher is better).
 
-The best of many noisy verifications is biased upwards, so each run's best new design, the best
-seed and gpt2 are then verified again with ``--confirm-seeds`` fresh training seeds; the
-*confirmed gain* (mean over those seeds, with its standard error) is the number to compare.
+The budget is counted in training runs and binds (``--budget``, default 14 micro runs for 8
+steps): the selectors must choose what to verify. The best of many noisy verifications is
+biased upwards, so each run's recommended new design (the selector's own rule: lower bound with
+replicates for the evolutionary selector, best single value for random), the best seed and gpt2
+are then verified again with ``--confirm-seeds`` fresh training seeds; the *confirmed gain*
+(difference of means over those seeds, with a Welch t-based 95 % interval) is the number to
+compare.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ import json
 import math
 import statistics
 import time
+
+from scipy import stats
 from pathlib import Path
 
 from model_discovery.config import SystemConfig, VerifyOptions
 from model_discovery.gau import Design, load_seed
 from model_discovery.select.fitness import fitness
+from model_discovery.select.policy import recommend
 from model_discovery.system import BuildSystem
 from model_discovery.verify import VerifyResult, verify_design
 
@@ -43,8 +50,8 @@ def run(selector: str, args: argparse.Namespace, repeat: int) -> tuple[dict, Des
         wall = time.perf_counter() - t0
         seeds = set(args.seeds)
         results = {r.design: r.fitness for r in system.tree.results(scale="micro") if r.fitness is not None}
-        best_name = max(((d, f) for d, f in results.items() if d not in seeds), key=lambda x: x[1],
-                        default=(None, None))[0]
+        est = system.selector.estimates(system.tree, "micro")
+        best_name = recommend({d: e for d, e in est.items() if d not in seeds}, system.selector.policy)
         best_design = system.tree.get_design(best_name).design if best_name else None
     finally:
         system.close()
@@ -52,7 +59,7 @@ def run(selector: str, args: argparse.Namespace, repeat: int) -> tuple[dict, Des
     committed = [o for o in outcomes if o.status == "committed"]
     pass_at = report.pass_at_k()
     seed_best = max((f for d, f in results.items() if d in seeds), default=None)
-    new_best = max((f for d, f in results.items() if d not in seeds), default=None)
+    new_best = results.get(best_name) if best_name else None
     return {"selector": selector, "repeat": repeat, "steps": len(outcomes), "committed": len(committed),
             "failed_checks": sum(o.status == "failed" for o in outcomes),
             "rejected": sum(o.status == "rejected" for o in outcomes),
@@ -88,17 +95,21 @@ class Confirmer:
         return [fitness({"eval_metrics": r.eval_metrics, "final_val_loss": r.final_val_loss}, base)
                 for r in rec.replicates]
 
-    def gain(self, new: Design, seed: str) -> tuple[float, float]:
-        """(mean gain of ``new`` over seed design ``seed``, its standard error)."""
+    def gain(self, new: Design, seed: str) -> tuple[float, float, float]:
+        """(mean gain of ``new`` over seed design ``seed``, its standard error, the half-width of
+        its Welch t-based 95 % interval)."""
         a, b = self.fitnesses(new), self.fitnesses(load_seed(seed))
-        se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
-        return statistics.fmean(a) - statistics.fmean(b), se
+        va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+        se = math.sqrt(va + vb)
+        dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if va + vb > 0 else len(a) + len(b) - 2
+        return statistics.fmean(a) - statistics.fmean(b), se, float(stats.t.ppf(0.975, dof)) * se
 
 
 def _confirmed(row: dict) -> str:
     if row.get("confirmed_gain") is None:
         return "-"
-    return f"{row['confirmed_gain']:+.4f}±{row['confirmed_se']:.4f}"
+    g, h = row["confirmed_gain"], row["confirmed_ci"]
+    return f"{g:+.4f} [{g - h:+.4f}, {g + h:+.4f}]"
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -110,7 +121,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=1, help="independent runs per selector (seed, seed+1, ...)")
     ap.add_argument("--seeds", nargs="+", default=["gpt2", "llama", "gla", "mamba2"])
-    ap.add_argument("--budget", type=int, default=100, help="verify budget at micro (per run)")
+    ap.add_argument("--budget", type=int, default=14, help="training runs at micro per run (binds)")
     ap.add_argument("--train-tokens", type=int, default=150_000)
     ap.add_argument("--eval", action="store_true", help="also run lm-eval local tasks (bits-per-byte)")
     ap.add_argument("--seed", type=int, default=0)
@@ -126,14 +137,14 @@ def main() -> None:
     for r in range(args.repeats):
         for s in args.selectors:
             row, best = run(s, args, r)
-            row["confirmed_gain"] = row["confirmed_se"] = None
+            row["confirmed_gain"] = row["confirmed_se"] = row["confirmed_ci"] = None
             if args.confirm_seeds and best is not None and row["best_seed"]:
-                row["confirmed_gain"], row["confirmed_se"] = confirmer.gain(best, row["best_seed"])
+                row["confirmed_gain"], row["confirmed_se"], row["confirmed_ci"] = confirmer.gain(best, row["best_seed"])
             rows.append(row)
     print(f"discovery benchmark: {args.steps} steps x {args.repeats} runs per selector, seeds "
           f"{', '.join(args.seeds)}, micro rung, {args.train_tokens} train tokens per verification")
     print(f"{'selector':<13}{'run':>4}{'ok/steps':>9}{'failed':>7}{'rejected':>9}{'designs/h':>10}"
-          f"{'best seed':>10}{'best new':>10}{'gain':>8}{'confirmed':>18}  best new design")
+          f"{'best seed':>10}{'best new':>10}{'gain':>8}{'confirmed gain [95% CI]':>28}  recommended new design")
     for r in rows:
         gain = (r["best_new_fitness"] - r["best_seed_fitness"]
                 if r["best_new_fitness"] is not None and r["best_seed_fitness"] is not None else None)
@@ -141,7 +152,7 @@ def main() -> None:
         fit = lambda x: "-" if x is None else f"{x:+.4f}"  # noqa: E731
         print(f"{r['selector']:<13}{r['repeat']:>4}{r['committed']:>5}/{r['steps']:<3}{r['failed_checks']:>7}"
               f"{r['rejected']:>9}{r['designs_per_hour']:>10.0f}{fit(r['best_seed_fitness']):>10}"
-              f"{fit(r['best_new_fitness']):>10}{fit(gain):>8}{_confirmed(r):>18}  {r['best_new_design']}")
+              f"{fit(r['best_new_fitness']):>10}{fit(gain):>8}{_confirmed(r):>28}  {r['best_new_design']}")
     for sel in args.selectors:
         mine = [r for r in rows if r["selector"] == sel]
         gains = [r["gain"] for r in mine if r["gain"] is not None]
@@ -155,8 +166,8 @@ def main() -> None:
         if confirmed:
             print(f"{sel}: confirmed gain {_mean(confirmed):+.4f} (mean over {len(confirmed)} runs; "
                   f"{args.confirm_seeds} fresh seeds each); "
-                  f"{sum(r['confirmed_gain'] > 2 * r['confirmed_se'] for r in mine if r['confirmed_gain'] is not None)}"
-                  f"/{len(confirmed)} runs beat the best seed by more than 2 standard errors")
+                  f"{sum(r['confirmed_gain'] > r['confirmed_ci'] for r in mine if r['confirmed_gain'] is not None)}"
+                  f"/{len(confirmed)} runs beat the best seed (95 % interval above 0)")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(rows, indent=2))
 

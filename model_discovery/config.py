@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from model_discovery.design.state import FlowConfig
 from model_discovery.errors import field_error, one_line
+from model_discovery.select.policy import PolicyConfig
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,7 @@ class VerifyOptions(BaseModel):
     wandb: bool = True
     train_tokens: int | None = Field(None, gt=0, description="override the rung's token budget")
     compile: bool = Field(False, description="torch.compile the model (falls back to eager if it fails)")
+    seed: int = Field(0, ge=0, description="first training seed (replicates use seed, seed + 1, ...)")
     replicates: int = Field(1, ge=1, le=16, description="training seeds per verification; the record holds "
                             "their means (less noisy fitness, proportionally more compute)")
     data: dict[str, Any] = Field(default_factory=dict, description="corpus settings (verify.data.DataConfig); "
@@ -72,8 +74,13 @@ class SystemConfig(ConfigFile):
     seeds: list[str] | None = Field(None, description="seed designs to start from; None: all")
     steps: int = Field(4, ge=0, description="design steps per request")
     ladder: list[str] = Field(default_factory=lambda: ["micro"], description="rungs verified in this run")
-    budgets: dict[str, int] = Field(default_factory=dict, description="verify budget overrides per rung")
+    budgets: dict[str, int] = Field(default_factory=dict, description="verify budget overrides per rung "
+                                    "(training runs: a verification with 3 seeds uses 3)")
     selector: Literal["evolutionary", "random"] = "evolutionary"
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="selection rules "
+                                 "(model_discovery.select.policy): warm-up, noise, successive halving, surrogate")
+    pacing: float | None = Field(0.25, gt=0, description="a rung above the first may use at most pacing x "
+                                 "what the rung below used; null: no pacing")
     runner: Literal["local", "ray", "beaker"] = "local"
     runner_options: dict[str, Any] = Field(default_factory=dict,
                                            description="RayRunnerConfig / BeakerJobConfig fields")
@@ -84,6 +91,15 @@ class SystemConfig(ConfigFile):
     @property
     def resolved_tree_url(self) -> str:
         return self.tree_url or f"sqlite:///{(self.run_dir / 'tree.sqlite').resolve()}"
+
+    def selector_config(self, **overrides: Any) -> Any:
+        """The :class:`~model_discovery.select.SelectorConfig` of this run (the one builder)."""
+        from model_discovery.select.selector import SelectorConfig
+
+        fields: dict[str, Any] = dict(seed=self.seed, scales=self.ladder, budgets=self.budgets, policy=self.policy,
+                                      pacing=self.pacing, k_parents=self.flow.n_parents,
+                                      n_references=self.flow.n_references)
+        return SelectorConfig(**{**fields, **overrides})
 
     def budget(self, scale: str) -> int:
         from model_discovery.gau.scales import get_scale

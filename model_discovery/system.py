@@ -33,6 +33,7 @@ class DiscoveryReport(BaseModel):
     outcomes: list[DesignOutcome] = Field(default_factory=list)
     verified: list[str] = Field(default_factory=list, description="design@scale verified in this call")
     best: list[LeaderboardRow] = Field(default_factory=list)
+    findings: list[str] = Field(default_factory=list, description="what the run can claim, with its evidence")
     stats: dict[str, Any] = Field(default_factory=dict)
 
     def pass_at_k(self) -> dict[int, float]:
@@ -51,7 +52,7 @@ class DiscoveryReport(BaseModel):
                  + (f" ({passes})" if passes else "") + f"; {len(self.verified)} verifications"]
         from model_discovery.evolution.format import format_leaderboard
 
-        return "\n".join(lines) + "\n" + format_leaderboard(self.best)
+        return "\n".join(lines + [format_leaderboard(self.best)] + self.findings)
 
 
 class DiscoverySystem:
@@ -81,10 +82,9 @@ class DiscoverySystem:
 
     # -- wiring -----------------------------------------------------------------------------
     def _make_selector(self) -> Any:
-        from model_discovery.select import RandomSelector, Selector, SelectorConfig
+        from model_discovery.select import RandomSelector, Selector
 
-        cfg = SelectorConfig(seed=self.config.seed, scales=self.config.ladder, budgets=self.config.budgets,
-                             k_parents=self.config.flow.n_parents, n_references=self.config.flow.n_references)
+        cfg = self.config.selector_config()
         return RandomSelector(cfg) if self.config.selector == "random" else Selector(cfg)
 
     def _make_agents(self) -> tuple[Any, Any, Any]:
@@ -164,20 +164,21 @@ class DiscoverySystem:
 
         budgets = {s: self.config.budget(s) for s in self.config.ladder}
         picks = self.selector.select_verifications(self.tree, budgets, owner=self.owner)  # claimed
-        jobs = [VerifyJob(design=self.tree.get_design(name).design, scale=scale,
-                          out_dir=str(self.config.run_dir / "verify" / f"{name}@{scale}"),
-                          options=self.config.verify) for name, scale in picks]
+        jobs = [(pick, VerifyJob.for_pick(self.tree.get_design(pick.design).design, pick.scale, pick.seeds,
+                                          pick.first_seed, self.config.run_dir, self.config.verify))
+                for pick in picks]
         done: list[str] = []
         try:
-            for job in tqdm(jobs, desc="verify", disable=not progress or not jobs):
+            for pick, job in tqdm(jobs, desc="verify", disable=not progress or not jobs):
                 record = self.runner.run([job])[0]
-                stored = self.selector.record_result(self.tree, job.design.name, job.scale, record,
+                stored = self.selector.record_result(self.tree, pick.design, pick.scale, record,
                                                      status=record.get("status", "ok"))
-                self._observe(job, stored.fitness, record)
-                done.append(job.key)
+                if not pick.replicate:
+                    self._observe(job, stored.fitness, record)
+                done.append(job.key + (f" (+{pick.seeds} seeds)" if pick.replicate else ""))
         finally:
-            for job in jobs:  # leases of jobs that did not finish (a result releases its lease)
-                self.tree.release(job.design.name, job.scale, self.owner)
+            for pick in picks:  # leases of jobs that did not finish (a result releases its lease)
+                self.tree.release(pick.design, pick.scale, self.owner)
         return done
 
     def _observe(self, job: Any, fitness: float | None, record: dict[str, Any]) -> None:
@@ -207,8 +208,39 @@ class DiscoverySystem:
             report.outcomes.append(outcome)
             report.verified += self.verify_pending(progress)
         report.best = self.leaderboard(limit=5)
+        report.findings = self.findings()
         report.stats = self.tree.stats().model_dump(mode="json")
         return report
+
+    def findings(self) -> list[str]:
+        """What the run may claim at each rung: the recommended design, whether it is confirmed
+        better than the best seed, which metrics count, the surrogate's record, the training spent."""
+        from model_discovery.select.fitness import read_metrics
+
+        lines = []
+        for scale in self.config.ladder:
+            results = [r for r in self.tree.results(scale=scale) if r.status == "ok"]
+            if not results:
+                continue
+            est = self.selector.estimates(self.tree, scale)
+            best, confirmed = self.selector.best(self.tree, scale)
+            runs = sum(r.seeds for r in results)
+            tokens = sum(int((r.record.get("train") or {}).get("tokens", 0)) * r.seeds for r in results)
+            lines.append(f"{scale}: {len(results)} designs verified, {runs} training runs, {tokens:,} training tokens")
+            need = self.selector.policy.min_seeds
+            if confirmed is not None:
+                lines.append(f"  best: {confirmed} {est[confirmed]}: its lower bound beats every seed's mean")
+            elif best is not None:
+                lines.append(f"  leading: {best} {est[best]}; not confirmed better than the best seed "
+                             f"(needs {need} seeds and mean - {self.selector.policy.z:g} SE above the seed's mean)")
+            counted = self.selector.counted_tasks(self.tree, scale)
+            tasks = sorted({t for r in results for t in read_metrics(r.record).evals})
+            dropped = [t for t in tasks if t not in counted]
+            lines.append("  fitness counts: loss" + (f", tasks {', '.join(sorted(counted))}" if counted else "")
+                         + (f"; left out at chance: {', '.join(dropped)}" if dropped else ""))
+        if lines and not self.selector.random_choices:
+            lines.append(self.selector.surrogate_report(self.tree))
+        return lines
 
     def leaderboard(self, scale: str | None = None, limit: int = 20) -> list[LeaderboardRow]:
         return self.tree.leaderboard(scale=scale, limit=limit)

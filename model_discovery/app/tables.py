@@ -15,7 +15,7 @@ from model_discovery.gau.design import Design
 from model_discovery.gau.scales import LADDER, ScaleConfig
 
 #: leading columns of the leaderboard, in order
-BASE_COLUMNS = ["rank", "design", "scale", "fitness", "status", "operator", "generation"]
+BASE_COLUMNS = ["rank", "design", "scale", "fitness", "fitness_se", "seeds", "status", "operator", "generation"]
 #: record keys that are not metrics (text, paths, curves)
 _SKIP_KEYS = {"design", "fingerprint", "scale", "status", "error", "error_kind", "warnings", "data_dir",
               "out_dir", "wandb_dir", "created_at", "train_loss", "val_loss", "device", "dtype"}
@@ -59,7 +59,7 @@ def leaderboard_frame(rows: Sequence[LeaderboardRow], results: Sequence[ResultRe
     for row in rows:
         m = metrics.get((row.design, row.scale), {})
         data.append({"rank": row.rank, "design": row.design, "scale": row.scale, "fitness": row.fitness,
-                     "status": row.status, "operator": row.operator, "generation": row.generation,
+                     "fitness_se": row.fitness_se, "seeds": row.seeds, "status": row.status, "operator": row.operator, "generation": row.generation,
                      **{n: m.get(n) for n in names}})
     return pd.DataFrame(data, columns=BASE_COLUMNS + names)
 

@@ -10,6 +10,7 @@ resumes where it stopped. The same graph runs with symbolic agents and with LLM 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import sqlite3
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from model_discovery.gau.scales import get_scale
 from model_discovery.design.state import DesignOutcome, FlowConfig, FlowState
 
 CheckFn = Callable[[Design, str], Any]
+
+log = logging.getLogger(__name__)
 
 
 class DesignFlow:
@@ -109,10 +112,30 @@ class DesignFlow:
         knowledge = list(state.get("knowledge", []))
         if state.get("goal"):
             knowledge.insert(0, f"Goal: {state['goal']}")
-        proposal = self.proposer.propose([self._design(p) for p in state["parents"]],
-                                         [self._design(r) for r in state.get("references", [])],
-                                         knowledge, feedback)
+        args = ([self._design(p) for p in state["parents"]], [self._design(r) for r in state.get("references", [])],
+                knowledge, feedback)
+        proposal = self.proposer.propose(*args)
+        if getattr(self.proposer, "cheap", False) and not feedback:
+            proposal = self._screen(proposal, lambda: self.proposer.propose(*args))
         return {"proposal": proposal.model_dump(mode="json"), "review_round": state.get("review_round", 0) + 1}
+
+    def _screen(self, first: Proposal, draw: Any) -> Proposal:
+        """Draw up to ``policy.candidates`` proposals and keep the one the selector's surrogate
+        ranks first (cheap proposers only: no API calls are spent on the extra draws)."""
+        props = [first]
+        for _ in range(self.selector.policy.candidates - 1):
+            try:
+                extra = draw()
+            except Exception as exc:  # noqa: BLE001 - an extra draw that fails is just not a candidate
+                log.debug("extra proposal failed: %s", exc)
+                break
+            if extra.design is not None and all(p.design is None or p.design.fingerprint() != extra.design.fingerprint()
+                                                for p in props):
+                props.append(extra)
+        if len(props) == 1 or any(p.design is None for p in props):
+            return first
+        order = self.selector.screen(self.tree, [(p.design, p.operator) for p in props])  # type: ignore[misc]
+        return props[order[0]]
 
     def _node_review(self, state: FlowState) -> dict[str, Any]:
         proposal = Proposal.model_validate(state["proposal"])

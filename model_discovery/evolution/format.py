@@ -8,22 +8,26 @@ from model_discovery.evolution.records import LeaderboardRow
 from model_discovery.evolution.tree import EvolutionTree
 
 
-def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.4f}"
+def _fit(r: LeaderboardRow) -> str:
+    """Fitness as mean ± standard error when the error is known."""
+    if r.fitness is None:
+        return "-"
+    return f"{r.fitness:+.4f}" + (f" ± {r.fitness_se:.4f}" if r.fitness_se is not None else "")
 
 
 def format_leaderboard(rows: Sequence[LeaderboardRow], metric: str | None = None) -> str:
-    """A fixed-width table: rank, design, rung, fitness, [metric,] operator, generation, status."""
+    """A fixed-width table: rank, design, rung, fitness ± SE, seeds, [metric,] operator, generation, status."""
     if not rows:
         return "(no verified designs yet)"
     width = max(12, *(len(r.design) for r in rows))
     label = (metric or "").rsplit(".", 1)[-1]
     extra = f"  {label:>{max(10, len(label))}}" if metric else ""
-    head = f"{'#':>3}  {'design':<{width}}  {'scale':>6}  {'fitness':>8}{extra}  {'operator':<11} {'gen':>3}  status"
+    head = (f"{'#':>3}  {'design':<{width}}  {'scale':>6}  {'fitness ± SE':>17}  {'seeds':>5}{extra}  "
+            f"{'operator':<11} {'gen':>3}  status")
     lines = [head, "-" * len(head)]
     for r in rows:
         value = ("-" if r.value is None else f"{r.value:.4f}").rjust(max(10, len(label))) if metric else ""
-        lines.append(f"{r.rank:>3}  {r.design:<{width}}  {r.scale:>6}  {_num(r.fitness):>8}"
+        lines.append(f"{r.rank:>3}  {r.design:<{width}}  {r.scale:>6}  {_fit(r):>17}  {r.seeds:>5}"
                      f"{'  ' + value if metric else ''}  {(r.operator or '-'):<11} {r.generation:>3}  {r.status}")
     return "\n".join(lines)
 

@@ -100,6 +100,8 @@ class ResultRecord(_Record):
     fitness: float | None
     status: str
     created_at: datetime
+    fitness_se: float | None = Field(None, description="standard error of the fitness (seeds and noise model)")
+    seeds: int = Field(1, description="training seeds behind the fitness")
 
 
 class LeaseRecord(_Record):
@@ -119,6 +121,8 @@ class LeaderboardRow(_Record):
     status: str
     operator: str
     generation: int
+    fitness_se: float | None = None
+    seeds: int = 1
 
 
 class Lineage(_Record):

@@ -94,8 +94,18 @@ class ResultRow(Base):
     scale: Mapped[str] = mapped_column(String(32), nullable=False)
     data: Mapped[str] = mapped_column(Text, nullable=False)
     fitness: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fitness_se: Mapped[float | None] = mapped_column(Float, nullable=True)
+    seeds: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
     status: Mapped[str] = mapped_column(String(32), nullable=False)
     created_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+#: columns added after a table first shipped: (table, column, SQL type and default), added in place
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("results", "fitness_se", "FLOAT"),
+    ("results", "seeds", "INTEGER NOT NULL DEFAULT 1"),
+    ("leases", "seeds", "INTEGER NOT NULL DEFAULT 1"),
+)
 
 
 class LeaseRow(Base):
@@ -105,6 +115,7 @@ class LeaseRow(Base):
     scale: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner: Mapped[str] = mapped_column(String(200), nullable=False)
     expires_at: Mapped[float] = mapped_column(Float, nullable=False)
+    seeds: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
 
 
 class BudgetRow(Base):

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
-from sqlalchemy import Engine, create_engine, delete, event, func, literal, or_, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -37,7 +37,7 @@ from model_discovery.evolution.records import (STATUSES, CheckRecord, DesignReco
                                                Graph, GraphNode, LeaderboardRow, LeaseRecord,
                                                Lineage, ProposalRecord, ResultRecord,
                                                ReviewRecord, TreeStats, UnitRecord, UnitUsage)
-from model_discovery.evolution.schema import (SCHEMA_VERSION, Base, BudgetRow, CheckRow,
+from model_discovery.evolution.schema import (ADDED_COLUMNS, SCHEMA_VERSION, Base, BudgetRow, CheckRow,
                                               DesignRow, EdgeRow, LeaseRow, MetaRow,
                                               ProposalRow, ResultRow, ReviewRow, UnitRow)
 from model_discovery.gau.design import Design, normalise_source
@@ -159,9 +159,21 @@ class EvolutionTree:
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self._write_engine, expire_on_commit=False)
         Base.metadata.create_all(self.engine)
+        self._add_missing_columns()
         with self._tx(write=True) as s:
             if s.get(MetaRow, "schema_version") is None:
                 s.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    def _add_missing_columns(self) -> None:
+        """Upgrade a tree made by an older version in place (new nullable/defaulted columns)."""
+        present: dict[str, set[str]] = {}
+        for table, column, sql in ADDED_COLUMNS:
+            if table not in present:
+                present[table] = {c["name"] for c in inspect(self.engine).get_columns(table)}
+            if column not in present[table]:
+                with self._write_engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql}"))
+                present[table].add(column)
 
     # -- connection setup -------------------------------------------------------------------
     def _setup_sqlite(self, busy_timeout_s: float) -> None:
@@ -543,10 +555,11 @@ class EvolutionTree:
 
     # -- results ----------------------------------------------------------------------------
     def add_result(self, name: str, scale: str, record: Any, fitness: float | None = None,
-                   status: str = "ok") -> ResultRecord:
+                   status: str = "ok", *, fitness_se: float | None = None, seeds: int = 1) -> ResultRecord:
         """Store (or replace) the verification result of ``name`` at ``scale``.
 
-        ``record`` is a mapping or pydantic model (stored as JSON). The lease on (name, scale)
+        ``record`` is a mapping or pydantic model (stored as JSON); ``fitness`` is the mean over
+        ``seeds`` training seeds and ``fitness_se`` its standard error. The lease on (name, scale)
         is released, and a design with an 'ok' result becomes 'verified'.
         """
         data = _jsonable(record)
@@ -554,6 +567,7 @@ class EvolutionTree:
             raise TreeError(f"result record must be a mapping or pydantic model, got {type(record).__name__}")
         text = json.dumps(data, sort_keys=True)
         fit = None if fitness is None else float(fitness)
+        se = None if fitness_se is None else float(fitness_se)
         now = _now()
         for attempt in range(2):
             try:
@@ -561,10 +575,11 @@ class EvolutionTree:
                     row = self._row(s, name)
                     res = s.scalar(select(ResultRow).where(ResultRow.design_id == row.id, ResultRow.scale == scale))
                     if res is None:
-                        s.add(ResultRow(design_id=row.id, scale=scale, data=text, fitness=fit, status=status,
-                                        created_at=now))
+                        s.add(ResultRow(design_id=row.id, scale=scale, data=text, fitness=fit, fitness_se=se,
+                                        seeds=seeds, status=status, created_at=now))
                     else:
                         res.data, res.fitness, res.status, res.created_at = text, fit, status, now
+                        res.fitness_se, res.seeds = se, seeds
                     s.execute(delete(LeaseRow).where(LeaseRow.design_id == row.id, LeaseRow.scale == scale))
                     if status == "ok":
                         row.status = "verified"
@@ -572,15 +587,16 @@ class EvolutionTree:
             except IntegrityError:
                 if attempt:
                     raise
-        return ResultRecord(design=name, scale=scale, record=dict(data), fitness=fit, status=status,
-                            created_at=_dt(now))
+        return ResultRecord(design=name, scale=scale, record=dict(data), fitness=fit, fitness_se=se, seeds=seeds,
+                            status=status, created_at=_dt(now))
 
-    def set_fitness(self, name: str, scale: str, fitness: float | None) -> None:
-        """Rewrite the fitness of a stored result (e.g. once the baseline at that rung exists)."""
+    def set_fitness(self, name: str, scale: str, fitness: float | None, fitness_se: float | None = None) -> None:
+        """Rewrite the fitness (and its standard error) of a stored result, e.g. once the
+        baseline at that rung exists."""
         with self._tx(write=True) as s:
             did = self._id(s, name)
             n = s.execute(update(ResultRow).where(ResultRow.design_id == did, ResultRow.scale == scale)
-                          .values(fitness=fitness)).rowcount
+                          .values(fitness=fitness, fitness_se=fitness_se)).rowcount
             if not n:
                 raise TreeError(f"design {name!r} has no result at scale {scale!r}")
 
@@ -594,7 +610,8 @@ class EvolutionTree:
                 q = q.where(ResultRow.scale == scale)
             q = q.order_by(ResultRow.created_at, ResultRow.id)
             return [ResultRecord(design=n, scale=r.scale, record=json.loads(r.data), fitness=r.fitness,
-                                 status=r.status, created_at=_dt(r.created_at)) for r, n in s.execute(q)]
+                                 fitness_se=r.fitness_se, seeds=r.seeds, status=r.status,
+                                 created_at=_dt(r.created_at)) for r, n in s.execute(q)]
 
     def leaderboard(self, scale: str | None = None, metric: str = "fitness", *,
                     descending: bool | None = None, limit: int | None = None) -> list[LeaderboardRow]:
@@ -615,7 +632,7 @@ class EvolutionTree:
             for r, n, op, gen in s.execute(q):
                 data = json.loads(r.data)
                 value = r.fitness if metric == "fitness" else _dig(data, metric)
-                raw.append((r.scale, n, value, r.fitness, r.status, op, gen, r.id))
+                raw.append((r.scale, n, value, r.fitness, r.status, op, gen, r.id, r.fitness_se, r.seeds))
 
         def key(item: tuple) -> tuple:
             value = item[2]
@@ -626,17 +643,17 @@ class EvolutionTree:
         raw.sort(key=key)
         rows: list[LeaderboardRow] = []
         rank_in: dict[str, int] = defaultdict(int)
-        for sc, n, value, fit, st, op, gen, _ in raw:
+        for sc, n, value, fit, st, op, gen, _, se, seeds in raw:
             rank_in[sc] += 1
             rows.append(LeaderboardRow(rank=rank_in[sc], design=n, scale=sc, value=value, fitness=fit, status=st,
-                                       operator=op, generation=gen))
+                                       operator=op, generation=gen, fitness_se=se, seeds=seeds))
         return rows[:limit] if limit is not None else rows
 
     # -- leases and budgets -----------------------------------------------------------------
     @staticmethod
     def _spent(s: Session, scale: str, now: float) -> int:
-        done = s.scalar(select(func.count()).select_from(ResultRow).where(ResultRow.scale == scale)) or 0
-        live = s.scalar(select(func.count()).select_from(LeaseRow)
+        done = s.scalar(select(func.sum(ResultRow.seeds)).where(ResultRow.scale == scale)) or 0
+        live = s.scalar(select(func.sum(LeaseRow.seeds))
                         .where(LeaseRow.scale == scale, LeaseRow.expires_at > now)) or 0
         return int(done) + int(live)
 
@@ -653,13 +670,15 @@ class EvolutionTree:
         return row
 
     def claim_verification(self, name: str, scale: str, owner: str, ttl_s: float = 3600.0,
-                           budget: int | None = None) -> bool:
+                           budget: int | None = None, seeds: int = 1, replicate: bool = False) -> bool:
         """Try to take the lease to verify ``name`` at ``scale``; True if ``owner`` now holds it.
 
-        Fails when another owner holds a live lease, when a result already exists, or when
-        ``budget`` is given and the rung's results plus live leases already reach it (checked
-        in the same transaction, so concurrent claimers never overrun the budget). An expired
-        lease is taken over; the holder re-claiming renews its lease.
+        The lease stands for ``seeds`` training runs. Fails when another owner holds a live
+        lease, when a result already exists (with ``replicate``: when none does, since replicate
+        seeds add to a stored result), or when ``budget`` is given and the rung's training runs
+        (results' seeds plus live leases' seeds) would exceed it (checked in the same
+        transaction, so concurrent claimers never overrun the budget). An expired lease is taken
+        over; the holder re-claiming renews its lease.
         """
         if ttl_s <= 0:
             raise TreeError(f"lease ttl must be positive, got {ttl_s}")
@@ -668,7 +687,8 @@ class EvolutionTree:
                 did = self._id(s, name)
                 if budget is not None:
                     self._lock_budget(s, scale)  # serialises budgeted claims of this rung
-                if s.scalar(select(ResultRow.id).where(ResultRow.design_id == did, ResultRow.scale == scale)):
+                exists = s.scalar(select(ResultRow.id).where(ResultRow.design_id == did, ResultRow.scale == scale))
+                if bool(exists) != replicate:
                     return False
                 now = _now()
                 lease = s.scalar(select(LeaseRow).where(LeaseRow.design_id == did, LeaseRow.scale == scale)
@@ -677,13 +697,13 @@ class EvolutionTree:
                     if lease.owner != owner and lease.expires_at > now:
                         return False
                     renewing = lease.owner == owner and lease.expires_at > now
-                    if budget is not None and not renewing and self._spent(s, scale, now) >= budget:
+                    if budget is not None and not renewing and self._spent(s, scale, now) + seeds > budget:
                         return False
-                    lease.owner, lease.expires_at = owner, now + ttl_s
+                    lease.owner, lease.expires_at, lease.seeds = owner, now + ttl_s, seeds
                     return True
-                if budget is not None and self._spent(s, scale, now) >= budget:
+                if budget is not None and self._spent(s, scale, now) + seeds > budget:
                     return False
-                s.add(LeaseRow(design_id=did, scale=scale, owner=owner, expires_at=now + ttl_s))
+                s.add(LeaseRow(design_id=did, scale=scale, owner=owner, expires_at=now + ttl_s, seeds=seeds))
                 s.flush()
                 return True
         except IntegrityError:
@@ -816,6 +836,7 @@ class EvolutionTree:
             for r in s.scalars(select(ResultRow).order_by(ResultRow.id)):
                 fh.write(json.dumps({"kind": "result", "design": names[r.design_id], "scale": r.scale,
                                      "record": json.loads(r.data), "fitness": r.fitness, "status": r.status,
+                                     "fitness_se": r.fitness_se, "seeds": r.seeds,
                                      "created_at": r.created_at}, sort_keys=True) + "\n")
             for b in s.scalars(select(BudgetRow).order_by(BudgetRow.scale)):
                 fh.write(json.dumps({"kind": "budget", "scale": b.scale, "limit": b.limit}) + "\n")
@@ -862,7 +883,8 @@ class EvolutionTree:
                     if not self.has_fingerprint(fp):
                         raise TreeError(f"{path}:{lineno}: design {design.name!r} conflicts with the tree") from None
             elif kind == "result":
-                self.add_result(item["design"], item["scale"], item["record"], item["fitness"], item["status"])
+                self.add_result(item["design"], item["scale"], item["record"], item["fitness"], item["status"],
+                                fitness_se=item.get("fitness_se"), seeds=item.get("seeds", 1))
             elif kind == "budget":
                 self.set_budget(item["scale"], item["limit"])
             elif kind != "meta":

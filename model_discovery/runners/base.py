@@ -25,6 +25,17 @@ class VerifyJob(BaseModel):
     def key(self) -> str:
         return f"{self.design.name}@{self.scale}"
 
+    @classmethod
+    def for_pick(cls, design: Design, scale: str, seeds: int, first_seed: int, run_dir: str | Path,
+                 options: VerifyOptions) -> "VerifyJob":
+        """The job of one selector pick: a first verification in ``verify/<design>@<scale>``, or
+        replicate seeds (``first_seed`` > 0) in a ``seeds<a>-<b>`` folder inside it."""
+        out = Path(run_dir) / "verify" / f"{design.name}@{scale}"
+        if first_seed > 0:
+            out = out / f"seeds{first_seed}-{first_seed + seeds - 1}"
+            options = options.model_copy(update={"seed": first_seed, "replicates": seeds})
+        return cls(design=design, scale=scale, out_dir=str(out), options=options)
+
 
 def execute_job(job: VerifyJob) -> dict[str, Any]:
     """Run one job on this machine and return the result record as a JSON dict.
@@ -44,7 +55,7 @@ def execute_job(job: VerifyJob) -> dict[str, Any]:
     data = DataConfig.model_validate(opts.data) if opts.data else None
     result = verify_design(job.design, job.scale, job.out_dir, data_config=data, eval=opts.eval,
                            probes=opts.probes, wandb=opts.wandb, train_overrides=overrides or None,
-                           replicates=opts.replicates)
+                           replicates=opts.replicates, seed=opts.seed)
     return result.model_dump(mode="json")
 
 

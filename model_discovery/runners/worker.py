@@ -116,8 +116,10 @@ def _emit(event: str, **fields: Any) -> None:
 class _Heartbeat:
     """Renews a lease every ``period_s`` seconds until stopped; notes when the lease is lost."""
 
-    def __init__(self, tree: Any, name: str, scale: str, owner: str, ttl_s: float) -> None:
+    def __init__(self, tree: Any, name: str, scale: str, owner: str, ttl_s: float, seeds: int = 1,
+                 replicate: bool = False) -> None:
         self.args = (name, scale, owner, ttl_s)
+        self.lease = {"seeds": seeds, "replicate": replicate}
         self.tree = tree
         self.period_s = max(ttl_s / 4.0, 0.2)
         self.lost = False
@@ -128,7 +130,7 @@ class _Heartbeat:
         name, scale, owner, ttl_s = self.args
         while not self._stop.wait(self.period_s):
             try:
-                if not self.tree.claim_verification(name, scale, owner, ttl_s):
+                if not self.tree.claim_verification(name, scale, owner, ttl_s, **self.lease):
                     self.lost = True
                     _emit("lease-lost", owner=owner, design=name, scale=scale)
                     return
@@ -161,10 +163,10 @@ def serve(config: Any, owner: str | None = None, *, runner: Runner | None = None
     """
     from model_discovery.evolution import EvolutionTree
     from model_discovery.runners import make_runner
-    from model_discovery.select import RandomSelector, Selector, SelectorConfig
+    from model_discovery.select import RandomSelector, Selector
 
     owner = owner or default_owner()
-    cfg = SelectorConfig(seed=config.seed, scales=list(config.ladder), lease_ttl_s=lease_ttl_s)
+    cfg = config.selector_config(lease_ttl_s=lease_ttl_s)
     selector = RandomSelector(cfg) if config.selector == "random" else Selector(cfg)
     runner = runner or make_runner(config.runner, **config.runner_options)
     budgets = {s: config.budget(s) for s in config.ladder}
@@ -181,12 +183,12 @@ def serve(config: Any, owner: str | None = None, *, runner: Runner | None = None
                     break
                 time.sleep(poll_s)
                 continue
-            name, scale = picks[0]
-            _emit("claimed", owner=owner, design=name, scale=scale)
-            out_dir = Path(config.run_dir) / "verify" / f"{name}@{scale}"
-            job = VerifyJob(design=tree.get_design(name).design, scale=scale, out_dir=str(out_dir),
-                            options=config.verify)
-            with _Heartbeat(tree, name, scale, owner, lease_ttl_s) as beat:
+            pick = picks[0]
+            name, scale = pick.design, pick.scale
+            _emit("claimed", owner=owner, design=name, scale=scale, seeds=pick.seeds)
+            job = VerifyJob.for_pick(tree.get_design(name).design, scale, pick.seeds, pick.first_seed,
+                                     config.run_dir, config.verify)
+            with _Heartbeat(tree, name, scale, owner, lease_ttl_s, pick.seeds, pick.replicate) as beat:
                 try:
                     record = runner.run([job])[0]
                 except Exception as exc:  # noqa: BLE001 - recorded as a failed verification

@@ -18,6 +18,9 @@ the baseline (the gpt2 seed at the same rung) the terms become relative improvem
 ``(loss_b − loss)/loss_b``, ``mean(acc) − mean(acc_b)`` over shared tasks, likewise probes — so 0
 means "as good as the baseline" and values compare across rungs. Higher is better; fitness is
 strictly decreasing in the loss.
+
+A task accuracy that no design lifts clearly above chance is noise, not signal: with
+``counted`` (see :func:`informative_tasks`) only the tasks named there enter the eval term.
 """
 
 from __future__ import annotations
@@ -39,13 +42,21 @@ class FitnessError(ValueError):
     """A result record from which no fitness can be computed."""
 
 
+def _default_chance() -> dict[str, float]:
+    return {"local_nextline": 0.25, "piqa": 0.5, "hellaswag": 0.25, "arc_easy": 0.25, "arc_challenge": 0.25,
+            "winogrande": 0.5, "blimp": 0.5, "boolq": 0.5, "sciq": 0.25, "openbookqa": 0.25, "copa": 0.5}
+
+
 class FitnessConfig(BaseModel):
-    """Weights of the three fitness terms."""
+    """Weights of the three fitness terms, and which task accuracies are informative."""
 
     model_config = ConfigDict(extra="forbid")
     loss_weight: float = Field(1.0, ge=0)
     eval_weight: float = Field(1.0, ge=0)
     probe_weight: float = Field(0.5, ge=0)
+    chance: dict[str, float] = Field(default_factory=_default_chance,
+                                     description="accuracy of guessing, per task (tasks not named always count)")
+    chance_margin: float = Field(0.02, ge=0, description="a task counts once some design beats chance by this")
 
 
 class Metrics(BaseModel):
@@ -136,13 +147,28 @@ def read_metrics(records: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Me
                    evals={k: fmean(v) for k, v in evals.items()}, probes={k: fmean(v) for k, v in probes.items()})
 
 
+def informative_tasks(records: Sequence[Mapping[str, Any]], config: FitnessConfig | None = None) -> set[str]:
+    """Eval tasks of ``records`` that count: chance unknown, or some record beats chance by the margin."""
+    cfg = config or FitnessConfig()
+    best: dict[str, float] = {}
+    for rec in records:
+        for task, acc in read_metrics(rec).evals.items():
+            best[task] = max(best.get(task, -1.0), acc)
+    return {t for t, acc in best.items() if t not in cfg.chance or acc > cfg.chance[t] + cfg.chance_margin}
+
+
 def fitness(records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
             baseline: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-            config: FitnessConfig | None = None) -> float:
-    """One number (higher is better) from result records, relative to ``baseline`` when given."""
+            config: FitnessConfig | None = None, counted: set[str] | None = None) -> float:
+    """One number (higher is better) from result records, relative to ``baseline`` when given.
+
+    With ``counted``, eval tasks outside it are left out (see :func:`informative_tasks`).
+    """
     cfg = config or FitnessConfig()
     m = read_metrics(records)
     b = read_metrics(baseline) if baseline is not None else None
+    if counted is not None:
+        m.evals = {k: v for k, v in m.evals.items() if k in counted}
     terms: list[float] = []
     if m.loss is not None:
         if b is not None and b.loss is not None and b.loss_unit == m.loss_unit and b.loss > 0:

@@ -1,11 +1,15 @@
-"""A learned prior for unverified designs: ridge regression on unit and operator features.
+"""The fitness model's parts: indicator features of a design and a ridge regression over them.
 
 Features of a design are indicator variables, one per unit implementation it contains
-(``unit:<role>:<source hash>``) and one for the operator that made it. Every new result
-updates the model; a design whose features were never seen gets the mean fitness.
+(``unit:<role>:<source hash>``), one per unit hyperparameter value and one for the operator
+that made it. :class:`~model_discovery.select.policy.Surrogate` uses the regression to rank
+candidates and to give unverified designs a prior.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,58 +18,64 @@ from model_discovery.gau.design import Design
 
 
 def design_features(design: Design, operator: str = "") -> list[str]:
-    """Indicator features of a design: its units (by role and normalised source) and operator."""
+    """Indicator features of a design: its units (by role and normalised source), hparams, operator."""
     feats = sorted({f"unit:{u.role}:{source_hash(u.source)}" for u in design.units.values()}
                    | {f"hp:{n}:{k}={v}" for n, u in design.units.items() for k, v in u.hparams.items()})
     return feats + ([f"op:{operator}"] if operator else [])
 
 
-class FitnessPredictor:
-    """Ridge regression (closed form, refit lazily) from design features to fitness."""
+class Ridge:
+    """Ridge regression from sparse indicator features (lists of strings) to fitness."""
 
     def __init__(self, alpha: float = 1.0) -> None:
         if alpha <= 0:
             raise ValueError(f"ridge alpha must be positive, got {alpha}")
         self.alpha = alpha
-        self._rows: list[list[str]] = []
-        self._y: list[float] = []
+        self.rows: list[Sequence[str]] = []
+        self.y: list[float] = []
         self._index: dict[str, int] = {}
-        self._weights: np.ndarray | None = None
-        self._mean = 0.0
+        self._fit: tuple[np.ndarray, np.ndarray, float, float] | None = None
 
     def __len__(self) -> int:
-        return len(self._y)
+        return len(self.y)
 
-    def update(self, design: Design, fitness: float, operator: str = "") -> None:
-        """Add one observed (design, fitness)."""
-        feats = design_features(design, operator)
-        for f in feats:
+    def add(self, features: Sequence[str], value: float) -> None:
+        for f in features:
             self._index.setdefault(f, len(self._index))
-        self._rows.append(feats)
-        self._y.append(float(fitness))
-        self._weights = None
+        self.rows.append(list(features))
+        self.y.append(float(value))
+        self._fit = None
 
-    def _fit(self) -> None:
-        y = np.asarray(self._y)
-        self._mean = float(y.mean())
-        x = np.zeros((len(self._rows), len(self._index)))
-        for i, feats in enumerate(self._rows):
+    def _solve(self) -> tuple[np.ndarray, np.ndarray, float, float]:
+        y = np.asarray(self.y)
+        x = np.zeros((len(self.rows), len(self._index)))
+        for i, feats in enumerate(self.rows):
             x[i, [self._index[f] for f in feats]] = 1.0
-        xm = x.mean(axis=0)
+        xm, ym = x.mean(axis=0), float(y.mean())
         xc = x - xm
-        a = xc.T @ xc + self.alpha * np.eye(x.shape[1])
-        w = np.linalg.solve(a, xc.T @ (y - self._mean))
-        self._weights, self._xmean = w, xm
+        # dual form: cheap while rows are fewer than features
+        k = xc @ xc.T + self.alpha * np.eye(len(y))
+        w = xc.T @ np.linalg.solve(k, y - ym)
+        resid = (y - ym) - xc @ w
+        dof = max(1, len(y) - 1)
+        return w, xm, ym, float(math.sqrt(float(resid @ resid) / dof))
 
-    def predict(self, design: Design, operator: str = "") -> float | None:
-        """Predicted fitness, or None before any observation."""
-        if not self._y:
+    def predict(self, features: Sequence[str]) -> float | None:
+        """Predicted value (None before any observation)."""
+        if not self.y:
             return None
-        if self._weights is None:
-            self._fit()
-        assert self._weights is not None
+        if self._fit is None:
+            self._fit = self._solve()
+        w, xm, ym, _ = self._fit
         x = np.zeros(len(self._index))
-        for f in design_features(design, operator):
+        for f in features:
             if f in self._index:
                 x[self._index[f]] = 1.0
-        return float(self._mean + (x - self._xmean) @ self._weights)
+        return float(ym + (x - xm) @ w)
+
+    def residual_sd(self) -> float:
+        if len(self.y) < 2:
+            return 0.0
+        if self._fit is None:
+            self._fit = self._solve()
+        return self._fit[3]

@@ -1,11 +1,23 @@
-"""Ladder-aware selection: which designs to evolve from, which to consult, which to verify where.
+"""Ladder-aware selection over the evolution tree: parents, references, and what to verify where.
 
-:class:`Selector` picks parents by UCB over the tree (exploitation: fitness, or the learned
-prior for designs not yet verified; exploration: a bonus that shrinks with the number of
-children a design already has), references for diversity (units least shared with the
-parents), and verifications up the ladder: every new design at the lowest rung first, then the
-best designs of each rung promoted to the next while that rung's budget lasts.
-:class:`RandomSelector` has the same interface with uniform random choices, for comparison.
+:class:`Selector` reads the tree into the shapes of :mod:`model_discovery.select.policy` and
+applies its rules (the replay benchmark runs the same rules on a tabulated world):
+
+- every stored result carries its fitness as a mean over training seeds with a standard error
+  (``fitness_se``, from the seeds' spread pooled with the rung's measured noise);
+- parents: random for the first design steps, then Thompson sampling with an occasional restart
+  from a seed; the second parent and the first reference come from a tournament, so any pair
+  can meet; designs whose training failed are never parents;
+- verification, as asynchronous successive halving: every new design is trained once at the
+  lowest rung (ranked by the surrogate while its online rank correlation says it helps); the
+  top 1/eta of a rung get replicate seeds there; the top 1/eta of the replicated designs (by
+  lower confidence bound) move up a rung. A rung above the first gets budget only as the rung
+  below spends it (``pacing``);
+- the surrogate and every fitness are rebuilt from the tree, so a resumed or second node sees
+  the same numbers.
+
+:class:`RandomSelector` has the same interface with uniform random choices and no noise model,
+for comparison.
 """
 
 from __future__ import annotations
@@ -13,37 +25,52 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from statistics import fmean, stdev
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from model_discovery.evolution import DesignRecord, EvolutionTree, ResultRecord
 from model_discovery.evolution.tree import source_hash
+from model_discovery.gau.design import Design
 from model_discovery.gau.scales import LADDER
 from model_discovery.select.budget import Budget
-from model_discovery.select.fitness import FitnessConfig, FitnessError, fitness
-from model_discovery.select.predictor import FitnessPredictor
+from model_discovery.select.fitness import FitnessConfig, FitnessError, fitness, informative_tasks
+from model_discovery.select.policy import (Estimate, PolicyConfig, Surrogate, choose_parent, confirmed_best,
+                                           estimate, estimate_from_summary, promotions, recommend, tournament)
+from model_discovery.select.predictor import design_features
 
-VerifyPick = tuple[str, str]
+
+class VerifyPick(NamedTuple):
+    """One verification to run: ``seeds`` training seeds of ``design`` at ``scale`` from ``first_seed``."""
+
+    design: str
+    scale: str
+    seeds: int = 1
+    first_seed: int = 0
+
+    @property
+    def replicate(self) -> bool:
+        """True when this adds seeds to a design already verified at the rung."""
+        return self.first_seed > 0
 
 
 class SelectorConfig(BaseModel):
     """Settings of a selector (all optional)."""
 
     model_config = ConfigDict(extra="forbid")
-    exploration: float = Field(1.0, ge=0, description="UCB exploration constant c")
     k_parents: int = Field(1, ge=1, le=2, description="1: mutation, 2: crossover")
     n_references: int = Field(2, ge=0)
     scales: list[str] = Field(default_factory=lambda: list(LADDER), description="rungs in use, low to high")
-    budgets: dict[str, int] = Field(default_factory=dict, description="per-rung budget overrides")
-    promote_quantile: float = Field(0.5, gt=0, le=1,
-                                    description="share of a rung's verified designs eligible to move up")
+    budgets: dict[str, int] = Field(default_factory=dict, description="per-rung budget overrides (training runs)")
+    pacing: float | None = Field(0.25, gt=0, description="a rung above the first may have used at most "
+                                 "pacing x what the rung below used; None: no pacing")
     baseline: str = Field("gpt2", description="design that fitness is normalised against, per rung")
-    parent_statuses: list[str] = Field(default_factory=lambda: ["checked", "verified"])
     ridge_alpha: float = Field(1.0, gt=0)
     lease_ttl_s: float = Field(6 * 3600.0, gt=0)
     seed: int | None = None
     fitness: FitnessConfig = Field(default_factory=FitnessConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
     @field_validator("scales")
     @classmethod
@@ -64,149 +91,236 @@ def _jaccard_distance(a: frozenset[str], b: frozenset[str]) -> float:
     return 1.0 - (len(a & b) / len(union)) if union else 0.0
 
 
+def seed_records(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One fitness-readable record per training seed of a verification record."""
+    reps = record.get("replicates") or []
+    if reps:
+        return [{"final_val_loss": r["final_val_loss"], "eval_metrics": r.get("eval_metrics", {}),
+                 "probe_scores": record.get("probe_scores", {})} for r in reps]
+    return [dict(record)]
+
+
+def merge_seeds(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A record holding the seeds of both verifications: per-seed list, means and spreads."""
+    def reps(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if rec.get("replicates"):
+            return [dict(r) for r in rec["replicates"]]
+        seed = (rec.get("train") or {}).get("seed", 0) if isinstance(rec.get("train"), Mapping) else 0
+        return [{"seed": seed, "final_val_loss": rec["final_val_loss"], "eval_metrics": dict(rec.get("eval_metrics", {})),
+                 "out_dir": rec.get("out_dir", "")}]
+
+    merged = {r["seed"]: r for r in reps(old) + reps(new)}
+    seeds = [merged[s] for s in sorted(merged)]
+    keys = sorted(set.intersection(*(set(r["eval_metrics"]) for r in seeds)))
+    losses = [r["final_val_loss"] for r in seeds]
+    out = dict(old)
+    out.update(replicates=seeds, final_val_loss=fmean(losses),
+               eval_metrics={k: fmean(r["eval_metrics"][k] for r in seeds) for k in keys},
+               spread={"final_val_loss": stdev(losses) if len(losses) > 1 else 0.0,
+                       **{k: stdev([r["eval_metrics"][k] for r in seeds]) if len(seeds) > 1 else 0.0 for k in keys}},
+               wall_s=float(old.get("wall_s", 0.0)) + float(new.get("wall_s", 0.0)))
+    return out
+
+
 class Selector:
-    """Evolutionary selector: UCB parents, diverse references, budgeted promotion up the ladder."""
+    """Evolutionary selector: Thompson parents, tournament partners, successive halving up the ladder."""
+
+    random_choices = False
 
     def __init__(self, config: SelectorConfig | None = None) -> None:
         self.config = config or SelectorConfig()
         self.rng = random.Random(self.config.seed)
-        self.predictor = FitnessPredictor(self.config.ridge_alpha)
-        self._pending: dict[str, int] = {}
-        self._learned: set[tuple[str, str]] = set()
 
-    # -- fitness and prior ------------------------------------------------------------------
+    @property
+    def policy(self) -> PolicyConfig:
+        return self.config.policy
+
+    # -- fitness ----------------------------------------------------------------------------
     def fitness(self, records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-                baseline: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> float:
+                baseline: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+                counted: set[str] | None = None) -> float:
         """Fitness of result records, normalised against ``baseline`` records when given."""
-        return fitness(records, baseline, self.config.fitness)
+        return fitness(records, baseline, self.config.fitness, counted)
+
+    def counted_tasks(self, tree: EvolutionTree, scale: str) -> set[str]:
+        """Eval tasks that enter fitness at ``scale``: some design there beats chance clearly."""
+        return informative_tasks([r.record for r in tree.results(scale=scale) if r.status == "ok"],
+                                 self.config.fitness)
+
+    def score(self, record: Mapping[str, Any], baseline: Mapping[str, Any] | None,
+              counted: set[str] | None = None) -> Estimate:
+        """Mean fitness over a record's seeds with its standard error (raises FitnessError)."""
+        values = [self.fitness(r, baseline, counted) for r in seed_records(record)]
+        return estimate(values, self.policy.noise_sd, self.policy.prior_weight)
 
     def record_result(self, tree: EvolutionTree, name: str, scale: str, record: Mapping[str, Any] | BaseModel,
                       status: str = "ok") -> ResultRecord:
-        """Score a verification against the baseline at the same rung, store it, learn from it.
+        """Score a verification against the baseline at the same rung, store it, rescore the rung.
 
-        When the baseline's own result arrives, earlier results of that rung are rescored.
+        A record whose seeds are new to a stored result is merged into it (replicates). A
+        failed verification marks the design ``failed``: it is no parent and is not promoted.
         """
         data = record.model_dump(mode="json") if isinstance(record, BaseModel) else dict(record)
-        base = self._baseline_record(tree, scale) if name != self.config.baseline else data
-        try:
-            fit = self.fitness(data, base) if status == "ok" else None
-        except FitnessError:
-            fit = None
-        stored = tree.add_result(name, scale, data, fit, status)
-        if name == self.config.baseline and status == "ok":
-            for res in tree.results(scale=scale):
-                if res.design != name and res.status == "ok":
-                    try:
-                        tree.set_fitness(res.design, scale, self.fitness(res.record, data))
-                    except FitnessError:
-                        continue
-        self.learn(tree)
-        return stored
+        if status != "ok":
+            stored = tree.add_result(name, scale, data, None, status)
+            tree.set_status(name, "failed")
+            return stored
+        old = next((r for r in tree.results(name, scale) if r.status == "ok"), None)
+        if old is not None and {s.get("seed") for s in old.record.get("replicates") or [{"seed": 0}]}.isdisjoint(
+                {s.get("seed") for s in data.get("replicates") or [{"seed": (data.get("train") or {}).get("seed", 0)}]}):
+            data = merge_seeds(old.record, data)
+        n = max(1, len(data.get("replicates") or []))
+        tree.add_result(name, scale, data, None, "ok", seeds=n)
+        self.rescore(tree, scale)
+        return next(r for r in tree.results(name, scale))
 
-    def _baseline_record(self, tree: EvolutionTree, scale: str) -> dict[str, Any] | None:
-        if not tree.has_design(self.config.baseline):
-            return None
-        res = tree.results(self.config.baseline, scale)
-        return res[0].record if res and res[0].status == "ok" else None
+    def rescore(self, tree: EvolutionTree, scale: str) -> int:
+        """Recompute every fitness at ``scale`` (baseline and counted tasks may have changed)."""
+        results = [r for r in tree.results(scale=scale) if r.status == "ok"]
+        base = next((r.record for r in results if r.design == self.config.baseline), None)
+        counted = informative_tasks([r.record for r in results], self.config.fitness)
+        changed = 0
+        for res in results:
+            try:
+                est: Estimate | None = self.score(res.record, base, counted)
+            except FitnessError:
+                est = None
+            fit, se = (est.mean, est.se) if est is not None else (None, None)
+            if fit != res.fitness or se != res.fitness_se:
+                tree.set_fitness(res.design, scale, fit, se)
+                changed += 1
+        return changed
 
-    def learn(self, tree: EvolutionTree) -> int:
-        """Feed the predictor every result with a fitness it has not seen yet; returns how many."""
-        new = [r for r in tree.results() if r.fitness is not None and (r.design, r.scale) not in self._learned]
-        for res in new:
-            rec = tree.get_design(res.design)
-            self.predictor.update(rec.design, res.fitness, rec.operator)  # type: ignore[arg-type]
-            self._learned.add((res.design, res.scale))
-        return len(new)
-
-    def prior(self, rec: DesignRecord) -> float | None:
-        """Predicted fitness of a design from the results seen so far (None before any)."""
-        return self.predictor.predict(rec.design, rec.operator)
-
-    def scores(self, tree: EvolutionTree) -> dict[str, float | None]:
-        """Each design's fitness at its highest verified rung, else its prior."""
-        self.learn(tree)
+    def estimates(self, tree: EvolutionTree, scale: str | None = None) -> dict[str, Estimate]:
+        """Each design's fitness estimate at ``scale`` (default: its highest verified rung)."""
         order = {s: i for i, s in enumerate(LADDER)}
-        best: dict[str, tuple[int, float]] = {}
-        for res in tree.results():
-            if res.fitness is None:
+        best: dict[str, tuple[int, Estimate]] = {}
+        for res in tree.results(scale=scale):
+            if res.fitness is None or res.status != "ok":
                 continue
+            est = (Estimate(mean=res.fitness, se=res.fitness_se, n=res.seeds) if res.fitness_se is not None
+                   else estimate_from_summary(res.fitness, res.seeds, None, self.policy.noise_sd,
+                                              self.policy.prior_weight))
             rung = order.get(res.scale, -1)
             if res.design not in best or rung > best[res.design][0]:
-                best[res.design] = (rung, res.fitness)
-        return {rec.name: best[rec.name][1] if rec.name in best else self.prior(rec)
-                for rec in tree.list_designs()}
+                best[res.design] = (rung, est)
+        return {n: e for n, (_, e) in best.items()}
+
+    # -- surrogate --------------------------------------------------------------------------
+    def surrogate(self, tree: EvolutionTree) -> Surrogate:
+        """The fitness model rebuilt from the tree's results in the order they arrived."""
+        model = Surrogate(self.policy, self.config.ridge_alpha)
+        designs = {r.name: r for r in tree.list_designs()}
+        seen: set[str] = set()
+        for res in tree.results():
+            if res.fitness is None or res.design in seen or res.design not in designs:
+                continue
+            seen.add(res.design)
+            rec = designs[res.design]
+            model.observe(design_features(rec.design, rec.operator), res.fitness)
+        return model
+
+    @staticmethod
+    def prior(rec: DesignRecord, model: Surrogate) -> Estimate | None:
+        """``model``'s prediction for a design (None before any result)."""
+        return model.prior(design_features(rec.design, rec.operator))
+
+    def scores(self, tree: EvolutionTree) -> dict[str, float | None]:
+        """Each design's fitness at its highest verified rung, else its predicted fitness."""
+        est = self.estimates(tree)
+        model = self.surrogate(tree)
+        out: dict[str, float | None] = {}
+        for rec in tree.list_designs():
+            if rec.name in est:
+                out[rec.name] = est[rec.name].mean
+            else:
+                p = self.prior(rec, model)
+                out[rec.name] = p.mean if p is not None else None
+        return out
+
+    def screen(self, tree: EvolutionTree, candidates: Sequence[tuple[Design, str]]) -> list[int]:
+        """Indices of candidate (design, operator) pairs, best first by the surrogate (random
+        order while the surrogate is not useful)."""
+        model = self.surrogate(tree)
+        return model.rank([design_features(d, op) for d, op in candidates], self.rng)
+
+    def surrogate_report(self, tree: EvolutionTree) -> str:
+        """One line: how well the surrogate has ranked what was then measured."""
+        model = self.surrogate(tree)
+        rho = model.rho()
+        if rho is None:
+            return f"surrogate: {len(model.pairs)} predictions checked so far (needs 5 for a rank correlation)"
+        state = "used" if model.useful() else f"not used (below {self.policy.min_rho:+.2f})"
+        return (f"surrogate: online Spearman {rho:+.2f} over the last {min(len(model.pairs), self.policy.rho_window)} "
+                f"predictions; {state}")
 
     # -- parents ----------------------------------------------------------------------------
     def _parent_pool(self, tree: EvolutionTree) -> list[DesignRecord]:
         return [r for r in tree.list_designs()
-                if r.status in self.config.parent_statuses or (r.is_seed and r.status != "failed")]
+                if r.status in ("checked", "verified") or (r.is_seed and r.status != "failed")]
 
-    def ucb(self, tree: EvolutionTree) -> dict[str, float]:
-        """UCB value of every eligible parent: normalised fitness + c·sqrt(ln N / (1 + visits))."""
-        pool = self._parent_pool(tree)
-        if not pool:
-            return {}
-        scores = self.scores(tree)
-        known = [scores[r.name] for r in pool if scores[r.name] is not None]
-        lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
-        counts = tree.child_counts()
-        visits = {r.name: counts.get(r.name, 0) + self._pending.get(r.name, 0) for r in pool}
-        total = sum(visits.values())
-        out = {}
-        for r in pool:
-            s = scores[r.name]
-            q = 0.5 if s is None or hi == lo else (s - lo) / (hi - lo)
-            bonus = self.config.exploration * math.sqrt(math.log(total + 1) / (visits[r.name] + 1))
-            out[r.name] = q + bonus
-        return out
+    def _parent_estimates(self, tree: EvolutionTree, pool: Sequence[DesignRecord]) -> dict[str, Estimate | None]:
+        est: dict[str, Estimate | None] = dict(self.estimates(tree))
+        model = self.surrogate(tree)
+        for rec in pool:
+            if rec.name not in est:
+                est[rec.name] = self.prior(rec, model)
+        return est
 
-    def _rank_parents(self, tree: EvolutionTree) -> list[str]:
-        values = self.ucb(tree)
-        names = list(values)
-        self.rng.shuffle(names)  # random tie-breaking
-        return sorted(names, key=lambda n: -values[n])
+    def design_steps(self, tree: EvolutionTree) -> int:
+        """Design steps so far, read from the tree (every non-seed design, whatever its status)."""
+        return sum(1 for r in tree.list_designs() if not r.is_seed)
 
     def select_parents(self, tree: EvolutionTree, k: int | None = None) -> list[DesignRecord]:
-        """``k`` (default config.k_parents) distinct parents; each pick counts as a visit."""
+        """``k`` (default config.k_parents) distinct parents: the first by Thompson sampling (random
+        during warm-up, a seed on restart), the second by tournament."""
         k = k or self.config.k_parents
         if k not in (1, 2):
             raise ValueError(f"k must be 1 or 2, got {k}")
-        ranked = self._rank_parents(tree)
-        if not ranked:
+        pool = self._parent_pool(tree)
+        if not pool:
             raise LookupError("no design can be a parent: the tree has no seed or checked design")
-        picks = ranked[:k]
-        for name in picks:
-            self._pending[name] = self._pending.get(name, 0) + 1
+        names = [r.name for r in pool]
+        seeds = [r.name for r in pool if r.is_seed]
+        est = self._parent_estimates(tree, pool)
+        first = self._first_parent(names, seeds, est, self.design_steps(tree))
+        picks = [first]
+        if k == 2:
+            second = self._partner(names, est, exclude=[first])
+            if second is not None:
+                picks.append(second)
         return [tree.get_design(n) for n in picks]
+
+    def _first_parent(self, names: list[str], seeds: list[str], est: Mapping[str, Estimate | None], step: int) -> str:
+        return choose_parent(names, seeds, est, step, self.policy, self.rng)
+
+    def _partner(self, names: list[str], est: Mapping[str, Estimate | None], exclude: Sequence[str]) -> str | None:
+        return tournament(names, est, self.policy, self.rng, exclude)
 
     # -- references -------------------------------------------------------------------------
     def select_references(self, tree: EvolutionTree, n: int | None = None,
                           exclude: Sequence[str] = ()) -> list[DesignRecord]:
-        """``n`` designs whose units differ most from ``exclude`` (the parents) and each other."""
+        """``n`` designs: the first a tournament winner (the crossover partner), the rest those
+        whose units differ most from the parents and each other."""
         n = self.config.n_references if n is None else n
         pool = [r for r in tree.list_designs() if r.status != "failed"]
         chosen = [r for r in pool if r.name in exclude]
         candidates = [r for r in pool if r.name not in exclude]
         if n <= 0 or not candidates:
             return []
-        scores = self.scores(tree)
-        picked: list[DesignRecord] = []
+        est = self._parent_estimates(tree, candidates)
+        first = self._partner([r.name for r in candidates], est, exclude=())
+        picked = [r for r in candidates if r.name == first]
+        candidates = [r for r in candidates if r.name != first]
         while candidates and len(picked) < n:
-            best = self._next_reference(candidates, chosen + picked, scores)
+            best = self._next_reference(candidates, chosen + picked)
             picked.append(best)
             candidates.remove(best)
         return picked
 
-    def _next_reference(self, candidates: list[DesignRecord], chosen: list[DesignRecord],
-                        scores: Mapping[str, float | None]) -> DesignRecord:
+    def _next_reference(self, candidates: list[DesignRecord], chosen: list[DesignRecord]) -> DesignRecord:
         sets = [_unit_set(c) for c in chosen]
-
-        def key(r: DesignRecord) -> tuple[float, float]:
-            mine = _unit_set(r)
-            dist = min((_jaccard_distance(mine, s) for s in sets), default=1.0)
-            return (dist, scores.get(r.name) or float("-inf"))
-
-        return max(candidates, key=key)
+        return max(candidates, key=lambda r: min((_jaccard_distance(_unit_set(r), s) for s in sets), default=1.0))
 
     # -- verifications ----------------------------------------------------------------------
     def budget(self, tree: EvolutionTree, budgets: Budget | Mapping[str, int] | None = None) -> Budget:
@@ -215,71 +329,110 @@ class Selector:
         return Budget.from_tree(tree, {**self.config.budgets, **(budgets or {})}, self.config.scales)
 
     def _order_new(self, tree: EvolutionTree, recs: list[DesignRecord]) -> list[DesignRecord]:
-        """Lowest-rung order: the baseline, then seeds, then by prior (unknown priors keep age order)."""
-        def key(r: DesignRecord) -> tuple[int, int, float]:
-            p = self.prior(r)
-            return (r.name != self.config.baseline, not r.is_seed, -(p if p is not None else float("-inf")))
-        return sorted(recs, key=key)
+        """Lowest-rung order: the baseline, then seeds, then the surrogate's ranking (its
+        pre-screen: with a binding budget only the best-predicted get verified)."""
+        first = [r for r in recs if r.name == self.config.baseline] + [r for r in recs if r.is_seed
+                                                                      and r.name != self.config.baseline]
+        rest = [r for r in recs if r not in first]
+        ranks = self.surrogate(tree).rank([design_features(r.design, r.operator) for r in rest], self.rng)
+        return first + [rest[i] for i in ranks]
 
-    def _order_promotions(self, ranked: list[tuple[str, float]]) -> list[str]:
-        """Best first, limited to the top ``promote_quantile`` of the rung below."""
-        top = max(1, math.ceil(self.config.promote_quantile * len(ranked)))
-        return [n for n, _ in sorted(ranked, key=lambda nf: -nf[1])[:top]]
+    def _replicate_order(self, finished: dict[str, float], done: set[str]) -> list[str]:
+        """Designs of a rung (one seed each) to replicate now: the top 1/eta (ASHA)."""
+        if not self.policy.noise_model or self.policy.min_seeds <= 1:
+            return []
+        return promotions(finished, done, self.policy.eta)
+
+    def _promotion_order(self, finished: dict[str, float], done: set[str]) -> list[str]:
+        """Designs to move up from the rung below: the top 1/eta by lower bound (ASHA)."""
+        return promotions(finished, done, self.policy.eta)
 
     def select_verifications(self, tree: EvolutionTree, budgets: Budget | Mapping[str, int] | None = None,
                              owner: str | None = None, limit: int | None = None) -> list[VerifyPick]:
-        """(design, scale) pairs to verify now, within every rung's remaining budget.
+        """Verifications to run now, within every rung's remaining budget (in training runs).
 
-        Every checked design is verified at the lowest rung; designs move up one rung at a
-        time, best first, and only while the upper rung's budget lasts. The baseline is verified
-        at every rung it reaches. With ``owner``, each pick is claimed in the tree (bounded by
-        the budget) and only the pairs won are returned, so many nodes can call this at once.
+        At each rung: replicate seeds for its promising designs, then promotions from the rung
+        below (the baseline first), then (lowest rung) every new design. With ``owner``, each pick
+        is claimed in the tree (bounded by the budget) and only the picks won are returned, so
+        many nodes can call this at once.
         """
-        self.learn(tree)
         budget = self.budget(tree, budgets)
         designs = {r.name: r for r in tree.list_designs()}
         results = tree.results()
-        done = {(r.design, r.scale) for r in results}
         busy = {(l.design, l.scale) for l in tree.leases(live_only=True)}
         picks: list[VerifyPick] = []
         scales = [s for s in self.config.scales if s in budget.limits]
+        spent = {s: tree.spent(s) for s in scales}
+        need = self.policy.min_seeds if self.policy.noise_model else 1
         for i, scale in enumerate(scales):
-            room = budget.remaining(tree, scale)
-            if room <= 0:
-                continue
+            room = budget.limit(scale) - spent[scale]
+            if i > 0 and self.config.pacing is not None:
+                room = min(room, math.floor(self.config.pacing * spent[scales[i - 1]]) - spent[scale])
+            here = {r.design: r for r in results if r.scale == scale}
+            ok = {n: r for n, r in here.items() if r.status == "ok" and r.fitness is not None
+                  and designs.get(n) is not None and designs[n].status != "failed"}
+            order: list[VerifyPick] = []
+            # replicate seeds for the best single-seed designs of this rung
+            single = {n: r.fitness for n, r in ok.items()}  # type: ignore[misc]
+            done = {n for n, r in ok.items() if r.seeds >= need} | {n for n in ok if (n, scale) in busy}
+            for n in self._replicate_order(single, done):
+                if ok[n].seeds < need and (n, scale) not in busy:
+                    order.append(VerifyPick(n, scale, need - ok[n].seeds, ok[n].seeds))
             if i == 0:
                 pool = [r for r in designs.values() if r.status in ("checked", "verified")
-                        and (r.name, scale) not in done and (r.name, scale) not in busy]
-                order = [r.name for r in self._order_new(tree, pool)]
+                        and r.name not in here and (r.name, scale) not in busy]
+                order += [VerifyPick(r.name, scale) for r in self._order_new(tree, pool)]
             else:
                 below = scales[i - 1]
-                ranked = [(r.design, r.fitness) for r in results
-                          if r.scale == below and r.status == "ok" and r.fitness is not None]
-                order = self._order_promotions(ranked)
-                if any(r.design == self.config.baseline and r.scale == below and r.status == "ok" for r in results):
-                    order = [self.config.baseline] + [n for n in order if n != self.config.baseline]
-                order = [n for n in order if (n, scale) not in done and (n, scale) not in busy]
-            for name in order:
-                if room <= 0 or (limit is not None and len(picks) >= limit):
+                est = self.estimates(tree, below)
+                ready = {n: e.lcb(self.policy.z) for n, e in est.items() if e.n >= need
+                         and designs.get(n) is not None and designs[n].status != "failed"}
+                moved = {n for n in ready if n in here or (n, scale) in busy}
+                ups = self._promotion_order(ready, moved)
+                if self.config.baseline in est and self.config.baseline not in moved:
+                    ups = [self.config.baseline] + [n for n in ups if n != self.config.baseline]
+                order += [VerifyPick(n, scale) for n in ups if n not in here and (n, scale) not in busy]
+            for pick in order:
+                if room < pick.seeds or (limit is not None and len(picks) >= limit):
                     break
                 if owner is not None and not tree.claim_verification(
-                        name, scale, owner, self.config.lease_ttl_s, budget=budget.limit(scale)):
+                        pick.design, pick.scale, owner, self.config.lease_ttl_s, budget=budget.limit(scale),
+                        seeds=pick.seeds, replicate=pick.replicate):
                     continue
-                picks.append((name, scale))
-                room -= 1
+                picks.append(pick)
+                room -= pick.seeds
+                spent[scale] += pick.seeds
         return picks
+
+    # -- what a run found -------------------------------------------------------------------
+    def best(self, tree: EvolutionTree, scale: str) -> tuple[str | None, str | None]:
+        """(recommended design, confirmed best or None) at ``scale``.
+
+        Confirmed: a non-seed design with enough seeds whose lower bound beats the best seed's mean.
+        """
+        est = self.estimates(tree, scale)
+        seeds = [r.name for r in tree.list_designs() if r.is_seed]
+        return recommend(est, self.policy), confirmed_best(est, seeds, self.policy)
 
 
 class RandomSelector(Selector):
-    """Same interface, uniform random choices: parents, references and which designs move up."""
+    """Same interface, uniform random choices, no noise model: parents, references, what moves up."""
 
-    def _rank_parents(self, tree: EvolutionTree) -> list[str]:
-        names = [r.name for r in self._parent_pool(tree)]
-        self.rng.shuffle(names)
-        return names
+    random_choices = True
 
-    def _next_reference(self, candidates: list[DesignRecord], chosen: list[DesignRecord],
-                        scores: Mapping[str, float | None]) -> DesignRecord:
+    def __init__(self, config: SelectorConfig | None = None) -> None:
+        config = config or SelectorConfig()
+        super().__init__(config.model_copy(update={"policy": config.policy.model_copy(
+            update={"noise_model": False, "surrogate": False})}))
+
+    def _first_parent(self, names: list[str], seeds: list[str], est: Mapping[str, Estimate | None], step: int) -> str:
+        return self.rng.choice(names)
+
+    def _partner(self, names: list[str], est: Mapping[str, Estimate | None], exclude: Sequence[str]) -> str | None:
+        rest = [n for n in names if n not in set(exclude)]
+        return self.rng.choice(rest) if rest else None
+
+    def _next_reference(self, candidates: list[DesignRecord], chosen: list[DesignRecord]) -> DesignRecord:
         return self.rng.choice(candidates)
 
     def _order_new(self, tree: EvolutionTree, recs: list[DesignRecord]) -> list[DesignRecord]:
@@ -287,7 +440,7 @@ class RandomSelector(Selector):
         self.rng.shuffle(recs)
         return recs
 
-    def _order_promotions(self, ranked: list[tuple[str, float]]) -> list[str]:
-        names = [n for n, _ in ranked]
+    def _promotion_order(self, finished: dict[str, float], done: set[str]) -> list[str]:
+        names = [n for n in finished if n not in done]
         self.rng.shuffle(names)
         return names

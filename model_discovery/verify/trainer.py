@@ -209,7 +209,7 @@ def evaluate_loss(model: nn.Module, tokens: np.ndarray, config: TrainConfig, n_b
     model.eval()
     total = torch.zeros((), device=device)
     for b in range(n_batches):
-        x, y = get_batch(tokens, config.micro_size, config.context_len, (config.seed, 1_000_003, b), device)
+        x, y = get_batch(tokens, config.micro_size, config.context_len, (1_000_003, b), device)
         with autocast:
             total += lm_loss(model, x, y).float()
     model.train(was_training)

@@ -199,3 +199,23 @@ def test_import_rejects_garbage(tree: EvolutionTree, tmp_path: Path) -> None:
         tree.import_(bad)
     with pytest.raises(TreeError, match="cannot read tree export"):
         tree.import_(tmp_path / "absent.jsonl")
+
+
+def test_a_tree_from_before_fitness_errors_is_upgraded_in_place(tmp_path, seed) -> None:  # noqa: ANN001
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    tree = EvolutionTree(path)
+    tree.add_design(seed)
+    tree.add_result(seed.name, "micro", {"final_val_loss": 5.0}, 0.0)
+    tree.close()
+    with sqlite3.connect(path) as db:  # the columns an older version did not have
+        for table, column in (("results", "fitness_se"), ("results", "seeds"), ("leases", "seeds")):
+            db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    tree = EvolutionTree(path)
+    res = tree.results(seed.name, "micro")[0]
+    assert (res.fitness, res.fitness_se, res.seeds) == (0.0, None, 1)
+    tree.add_result(seed.name, "micro", {"final_val_loss": 5.0}, 0.01, fitness_se=0.002, seeds=3)
+    assert tree.spent("micro") == 3
+    row = tree.leaderboard(scale="micro")[0]
+    assert (row.fitness, row.fitness_se, row.seeds) == (0.01, 0.002, 3)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from model_discovery.gau import Design
-from model_discovery.select import FitnessConfig, FitnessError, FitnessPredictor, fitness, read_metrics
+from model_discovery.select import FitnessConfig, FitnessError, Ridge, design_features, fitness, read_metrics
+from model_discovery.select.fitness import informative_tasks
 
 
 @pytest.mark.parametrize("baseline", [None, {"val_loss": 3.4, "evals": {"piqa": 0.6}}])
@@ -28,18 +29,31 @@ def test_fitness_terms_and_baseline() -> None:
         fitness({"tokens": 10})
 
 
-def test_predictor_learns_unit_effects(seed: Design) -> None:
-    def with_mult(m: int) -> Design:
+def test_ridge_learns_unit_effects(seed: Design) -> None:
+    def feats(m: int, op: str = "hparam") -> list[str]:
         d = seed.model_copy(deep=True)
         d.units["GeluMLP"].hparams["mult"] = m
-        return d
+        return design_features(d, op)
 
-    p = FitnessPredictor(alpha=0.1)
-    assert p.predict(seed) is None
+    p = Ridge(alpha=0.1)
+    assert p.predict(feats(2)) is None
     for m, f in [(2, 1.0), (2, 0.9), (3, -1.0), (5, -0.9)]:
-        p.update(with_mult(m), f, "hparam")
+        p.add(feats(m), f)
     assert len(p) == 4
-    assert p.predict(with_mult(2), "hparam") > 0.5 > p.predict(with_mult(3), "hparam")
-    assert p.predict(with_mult(9), "unseen-op") == pytest.approx(0.0, abs=0.3)  # falls back to the mean
+    assert p.predict(feats(2)) > 0.5 > p.predict(feats(3))
+    assert p.predict(feats(9, "unseen-op")) == pytest.approx(0.0, abs=0.3)  # falls back to the mean
+    assert p.residual_sd() > 0
     with pytest.raises(ValueError, match="alpha"):
-        FitnessPredictor(alpha=0)
+        Ridge(alpha=0)
+
+
+def test_tasks_at_chance_do_not_count() -> None:
+    at_chance = [{"final_val_loss": 5.0 + i / 10, "evals": {"local_nextline": 0.24 + i / 100, "piqa": 0.5 + i / 10,
+                                                             "mystery": 0.1}} for i in range(3)]
+    counted = informative_tasks(at_chance)
+    assert counted == {"piqa", "mystery"}  # nextline never beats 0.25 + 0.02; unknown chance always counts
+    a, b = at_chance[0], at_chance[2]
+    loss = (5.0 - 5.2) / 5.0
+    assert fitness(b, a) == pytest.approx(loss + (0.26 + 0.7 + 0.1 - 0.24 - 0.5 - 0.1) / 3)
+    assert fitness(b, a, counted={"piqa", "mystery"}) == pytest.approx(loss + (0.7 + 0.1 - 0.5 - 0.1) / 2)
+    assert fitness(b, a, counted=set()) == pytest.approx(loss)

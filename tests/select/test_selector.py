@@ -1,4 +1,5 @@
-"""Selector: UCB parents, references, budgeted verification up the ladder; RandomSelector."""
+"""Selector on a real tree: Thompson parents, tournaments, replicates and successive halving up the
+ladder within paced budgets, failures, rescoring; RandomSelector."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import pytest
 
 from model_discovery.evolution import EvolutionTree
 from model_discovery.gau import LADDER
-from model_discovery.select import Budget, RandomSelector, Selector, SelectorConfig
+from model_discovery.select import Budget, PolicyConfig, RandomSelector, Selector, SelectorConfig, VerifyPick
 
 SCALES = ["micro", "14M", "31M"]
-BUDGETS = {"micro": 10, "14M": 4, "31M": 2}
+BUDGETS = {"micro": 30, "14M": 6, "31M": 2}
+GREEDY = PolicyConfig(warmup_steps=0, restart_prob=0.0, noise_sd=0.001)
 
 
 def true_loss(name: str) -> float:
@@ -17,74 +19,93 @@ def true_loss(name: str) -> float:
     return 3.5 if name == "gpt2" else 3.0 + abs(int(name[1:]) - 8) / 20
 
 
-def _run_ladder(tree: EvolutionTree, sel: Selector, owner: str = "w") -> list[tuple[str, str]]:
+def record(name: str, scale: str, first_seed: int = 0, seeds: int = 1) -> dict:
+    """A verification record with a little seed noise (what the runner returns)."""
+    runs = [{"seed": s, "final_val_loss": true_loss(name) - 0.1 * SCALES.index(scale) + 0.004 * ((s % 3) - 1),
+             "eval_metrics": {}} for s in range(first_seed, first_seed + seeds)]
+    rec = {"final_val_loss": sum(r["final_val_loss"] for r in runs) / len(runs),
+           "train": {"seed": first_seed, "tokens": 1000}}
+    if seeds > 1:
+        rec["replicates"] = runs
+    return rec
+
+
+def _run_ladder(tree: EvolutionTree, sel: Selector, owner: str = "w") -> list[VerifyPick]:
     """Verify until the selector has nothing left to pick; returns every pick in order."""
-    history: list[tuple[str, str]] = []
-    for _ in range(50):
+    history: list[VerifyPick] = []
+    for _ in range(80):
         picks = sel.select_verifications(tree, BUDGETS, owner=owner)
         if not picks:
             break
-        for name, scale in picks:
-            sel.record_result(tree, name, scale, {"val_loss": true_loss(name) - 0.1 * SCALES.index(scale)})
+        for p in picks:
+            sel.record_result(tree, p.design, p.scale, record(p.design, p.scale, p.first_seed, p.seeds))
         history += picks
     return history
 
 
-def test_ucb_prefers_high_fitness(make_tree) -> None:  # noqa: ANN001
+def test_thompson_prefers_high_fitness_and_tournament_finds_a_partner(make_tree) -> None:  # noqa: ANN001
     tree = make_tree([6, 12])
-    sel = Selector(SelectorConfig(exploration=0.1, seed=0))
+    sel = Selector(SelectorConfig(policy=GREEDY, seed=0))
     for name in ("gpt2", "m6", "m12"):
-        sel.record_result(tree, name, "micro", {"val_loss": true_loss(name)})
+        sel.record_result(tree, name, "micro", record(name, "micro"))
     assert tree.results("m6", "micro")[0].fitness > tree.results("m12", "micro")[0].fitness > 0
-    assert [p.name for p in sel.select_parents(tree)] == ["m6"]
+    assert tree.results("m6", "micro")[0].fitness_se == pytest.approx(0.001)
+    assert {sel.select_parents(tree)[0].name for _ in range(10)} == {"m6"}
     pair = sel.select_parents(tree, k=2)
     assert len({p.name for p in pair}) == 2 and pair[0].name == "m6"
 
 
-def test_ucb_explores_unvisited(make_tree, seed) -> None:  # noqa: ANN001
+def test_warm_up_and_failures(make_tree, seed) -> None:  # noqa: ANN001
     tree = make_tree([6, 12])
-    sel = Selector(SelectorConfig(exploration=5.0, seed=0))
+    sel = Selector(SelectorConfig(policy=GREEDY.model_copy(update={"warmup_steps": 10}), seed=0))
     for name in ("gpt2", "m6", "m12"):
-        sel.record_result(tree, name, "micro", {"val_loss": true_loss(name)})
-    for i in range(3):  # m6 and gpt2 already have many children; m12 has none
-        d = seed.model_copy(deep=True)
-        d.name, d.parents = f"kid{i}", ["m6"]
-        d.units["GeluMLP"].hparams["mult"] = 40 + i
-        tree.add_design(d, check={"passed": False})
-    values = sel.ucb(tree)
-    assert "kid0" not in values  # failed designs are no parents
-    assert sel.select_parents(tree)[0].name == "m12"
-    # pending picks count as visits: repeated calls spread over the pool
-    names = [sel.select_parents(tree)[0].name for _ in range(6)]
-    assert len(set(names)) >= 2
+        sel.record_result(tree, name, "micro", record(name, "micro"))
+    assert sel.design_steps(tree) == 2  # read from the tree: resumes see the same count
+    assert {sel.select_parents(tree)[0].name for _ in range(40)} == {"gpt2", "m6", "m12"}
+    sel.record_result(tree, "m6", "micro", {"status": "failed", "error": "diverged"}, status="failed")
+    assert tree.get_design("m6").status == "failed"
+    assert "m6" not in {sel.select_parents(tree)[0].name for _ in range(40)}
+    d = seed.model_copy(deep=True)
+    d.name, d.parents = "kid", ["m12"]
+    d.units["GeluMLP"].hparams["mult"] = 40
+    tree.add_design(d, check={"passed": False})
+    assert "kid" not in {sel.select_parents(tree)[0].name for _ in range(40)}  # failed checks are no parents
 
 
-def test_seeds_are_usable_parents_in_an_empty_tree(tmp_path, seed) -> None:  # noqa: ANN001
-    tree = EvolutionTree(tmp_path / "t.db")
-    with pytest.raises(LookupError, match="no design can be a parent"):
-        Selector().select_parents(tree)
-    tree.add_design(seed)  # 'proposed', but a seed
-    assert [p.name for p in Selector().select_parents(tree)] == ["gpt2"]
+def test_results_before_the_baseline_are_rescored(make_tree) -> None:  # noqa: ANN001
+    tree = make_tree([6])
+    sel = Selector(SelectorConfig(policy=GREEDY))
+    sel.record_result(tree, "m6", "micro", record("m6", "micro"))
+    raw = tree.results("m6", "micro")[0].fitness
+    assert raw == pytest.approx(-true_loss("m6") + 0.004, abs=1e-9)  # no baseline yet: -loss
+    sel.record_result(tree, "gpt2", "micro", record("gpt2", "micro"))
+    rel = tree.results("m6", "micro")[0].fitness
+    assert rel == pytest.approx((true_loss("gpt2") - true_loss("m6")) / true_loss("gpt2"), abs=0.01)
+    fresh = Selector(SelectorConfig(policy=GREEDY))  # nothing kept in memory: a resumed run agrees
+    assert fresh.estimates(tree) == sel.estimates(tree)
 
 
-def test_budgets_hold_and_narrow_and_promote_the_best(make_tree) -> None:  # noqa: ANN001
-    tree = make_tree([2, 3, 5, 7, 8, 9, 11, 14, 16, 20, 24])  # 12 designs, micro budget 10
-    sel = Selector(SelectorConfig(scales=SCALES, seed=1))
+def test_replicates_then_promotion_within_paced_budgets(make_tree) -> None:  # noqa: ANN001
+    tree = make_tree([2, 3, 5, 7, 8, 9, 11, 14, 16, 20, 24])  # 12 designs
+    sel = Selector(SelectorConfig(scales=SCALES, seed=1, policy=GREEDY, pacing=0.25))
     history = _run_ladder(tree, sel)
-    per_scale = {s: sum(1 for _, sc in history if sc == s) for s in SCALES}
-    assert per_scale == BUDGETS  # every budget used, none exceeded
-    assert len(set(history)) == len(history)  # never the same (design, scale) twice
-    assert tree.stats().results_by_scale == BUDGETS
-    # each rung promotes only designs verified below, best first (the baseline always goes up)
-    for lower, upper in zip(SCALES, SCALES[1:]):
-        below = {r.design: r.fitness for r in tree.results(scale=lower)}
-        up = [n for n, s in history if s == upper]
-        assert set(up) <= set(below)
-        others = sorted((n for n in up if n != "gpt2"), key=lambda n: -below[n])
-        best = sorted((n for n in below if n != "gpt2"), key=lambda n: -below[n])
-        assert others == best[:len(others)]
-    assert {n for n, s in history if s == "31M"} == {"gpt2", "m8"}
-    # a second node gets nothing more: budgets are spent
+    runs = {s: sum(p.seeds for p in history if p.scale == s) for s in SCALES}
+    assert runs["micro"] <= BUDGETS["micro"] and runs["14M"] <= BUDGETS["14M"] and runs["31M"] <= BUDGETS["31M"]
+    assert runs["14M"] <= 0.25 * runs["micro"] and runs["31M"] <= 0.25 * runs["14M"]  # paced
+    assert tree.spent("micro") == runs["micro"]  # budgets count training runs (seeds)
+    reps = [p for p in history if p.replicate]
+    assert reps and all(p.first_seed == 1 and p.seeds == 2 for p in reps)
+    # replicated designs are the best single-seed ones, and hold 3 seeds with a smaller error
+    micro = {r.design: r for r in tree.results(scale="micro")}
+    assert {p.design for p in reps if p.scale == "micro"} <= {"m7", "m8", "m9", "m5", "m11", "gpt2"}
+    m8 = micro["m8"]
+    assert m8.seeds == 3 and len(m8.record["replicates"]) == 3 and m8.fitness_se < 0.001
+    # only replicated designs move up, best first
+    up = [p.design for p in history if p.scale == "14M"]
+    assert up and up[0] == "gpt2" and "m8" in up
+    assert all(micro[n].seeds == 3 for n in up if n != "gpt2")  # the baseline always goes up
+    best, confirmed = sel.best(tree, "micro")
+    assert best == "m8" and confirmed == "m8"
     assert sel.select_verifications(tree, BUDGETS, owner="other") == []
 
 
@@ -92,11 +113,14 @@ def test_verifications_go_to_the_lowest_rung_first(make_tree) -> None:  # noqa: 
     tree = make_tree([3, 5])
     sel = Selector(SelectorConfig(scales=SCALES))
     first = sel.select_verifications(tree, BUDGETS)
-    assert first == [("gpt2", "micro"), ("m3", "micro"), ("m5", "micro")]
+    assert [(p.design, p.scale) for p in first] == [("gpt2", "micro"), ("m3", "micro"), ("m5", "micro")] or \
+        [(p.design, p.scale) for p in first][0] == ("gpt2", "micro")
     assert tree.leases() == []  # without an owner nothing is claimed
     claimed = sel.select_verifications(tree, BUDGETS, owner="a", limit=2)
-    assert claimed == [("gpt2", "micro"), ("m3", "micro")]
-    assert sel.select_verifications(tree, BUDGETS, owner="b") == [("m5", "micro")]  # disjoint
+    assert len(claimed) == 2 and claimed[0].design == "gpt2"
+    rest = sel.select_verifications(tree, BUDGETS, owner="b")
+    assert {p.design for p in rest} | {p.design for p in claimed} == {"gpt2", "m3", "m5"}
+    assert not {p.design for p in rest} & {p.design for p in claimed}  # disjoint
 
 
 def test_budget_object_is_persisted(make_tree) -> None:  # noqa: ANN001
@@ -108,30 +132,36 @@ def test_budget_object_is_persisted(make_tree) -> None:  # noqa: ANN001
     assert b.limits == {"micro": 1, "14M": 1}
     assert Budget.from_tree(tree, {"14M": 5}, ["micro", "14M"]).narrows() is False
     sel = Selector(SelectorConfig(scales=["micro", "14M"]))
-    assert sel.select_verifications(tree, owner="a") == [("gpt2", "micro")]  # stored budget: 1
+    assert sel.select_verifications(tree, owner="a") == [VerifyPick("gpt2", "micro")]  # stored budget: 1
     assert b.remaining(tree, "micro") == 0 and b.spent(tree) == {"micro": 1, "14M": 0}
 
 
-def test_references_are_diverse(make_tree, seed) -> None:  # noqa: ANN001
+def test_references_start_with_a_tournament_then_diversity(make_tree, seed) -> None:  # noqa: ANN001
     tree = make_tree([3])
     d = seed.model_copy(deep=True)
     d.name, d.parents = "far", ["gpt2"]
     d.units["GeluMLP"].hparams["mult"] = 6
     d.units["CausalSelfAttention"].hparams["n_head"] = 2
     tree.add_design(d, check={"passed": True})
-    refs = Selector().select_references(tree, 2, exclude=["gpt2"])
-    assert [r.name for r in refs] == ["far", "m3"]
+    firsts = set()
+    for i in range(30):
+        refs = Selector(SelectorConfig(seed=i)).select_references(tree, 2, exclude=["gpt2"])
+        assert sorted(r.name for r in refs) == ["far", "m3"]
+        firsts.add(refs[0].name)
+    assert firsts == {"far", "m3"}  # the crossover partner is sampled, not always the most unlike
     assert Selector().select_references(tree, 0) == []
 
 
 def test_random_selector_same_interface(make_tree) -> None:  # noqa: ANN001
     tree = make_tree([2, 3, 5, 7, 8, 9, 11, 14, 16, 20, 24])
-    sel = RandomSelector(SelectorConfig(scales=SCALES, seed=3, k_parents=2))
+    sel = RandomSelector(SelectorConfig(scales=SCALES, seed=3, k_parents=2, pacing=None))
     history = _run_ladder(tree, sel)
-    per_scale = {s: sum(1 for _, sc in history if sc == s) for s in SCALES}
-    assert per_scale == BUDGETS and len(set(history)) == len(history)
+    assert not any(p.replicate for p in history)  # no noise model: one seed each
+    per_scale = {s: sum(1 for p in history if p.scale == s) for s in SCALES}
+    assert per_scale == {"micro": 12, "14M": 6, "31M": 2}
+    assert len({(p.design, p.scale) for p in history}) == len(history)
     for lower, upper in zip(SCALES, SCALES[1:]):
-        assert {n for n, s in history if s == upper} <= {n for n, s in history if s == lower}
+        assert {p.design for p in history if p.scale == upper} <= {p.design for p in history if p.scale == lower}
     parents = sel.select_parents(tree)
     assert len(parents) == 2 and parents[0].name != parents[1].name
     assert len(sel.select_references(tree, 3, exclude=[p.name for p in parents])) == 3

@@ -27,8 +27,11 @@ def test_discover_designs_verifies_and_ranks(tmp_path: Path) -> None:
     assert len(report.outcomes) == 2 and all(o.status in ("committed", "failed", "rejected") for o in report.outcomes)
     stats = report.stats
     assert stats["seeds"] == 2 and stats["designs"] >= 2
-    # budget of 4 at micro: the two seeds are verified first, never more than 4 in total
-    assert 2 <= len(report.verified) <= 4 and stats["results_by_scale"]["micro"] == len(report.verified)
+    # budget of 4 training runs at micro: the two seeds first, then replicates or new designs
+    designs = {v.split(" ")[0] for v in report.verified}
+    runs = sum(3 - 1 if "(+2 seeds)" in v else 1 for v in report.verified)
+    assert 2 <= runs <= 4 and stats["results_by_scale"]["micro"] == len(designs)
+    assert any(line.startswith("micro: ") and "training runs" in line for line in report.findings)
     assert "gpt2@micro" in report.verified and report.best and report.best[0].fitness is not None
     record = json.loads((tmp_path / "run" / "verify" / "gpt2@micro" / "verify_result.json").read_text())
     assert record["status"] == "ok" and record["train"]["val_loss"]

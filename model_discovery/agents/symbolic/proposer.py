@@ -41,6 +41,9 @@ class SymbolicProposer:
     on one parent (hybrid of the parent and a mixer-swapped copy of it).
     """
 
+    #: proposals cost no API call, so the design flow may draw several and pre-screen them
+    cheap = True
+
     def __init__(self, config: SymbolicConfig | None = None) -> None:
         self.config = config or SymbolicConfig()
         self.rng = random.Random(self.config.seed)
