@@ -100,13 +100,16 @@ def seed_records(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(record)]
 
 
+def _seeds(record: Mapping[str, Any]) -> set[int]:
+    return {int(r.get("seed", 0)) for r in record.get("replicates") or [record]}
+
+
 def merge_seeds(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """A record holding the seeds of both verifications: per-seed list, means and spreads."""
     def reps(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
         if rec.get("replicates"):
             return [dict(r) for r in rec["replicates"]]
-        seed = (rec.get("train") or {}).get("seed", 0) if isinstance(rec.get("train"), Mapping) else 0
-        return [{"seed": seed, "final_val_loss": rec["final_val_loss"], "eval_metrics": dict(rec.get("eval_metrics", {})),
+        return [{"seed": rec.get("seed", 0), "final_val_loss": rec["final_val_loss"], "eval_metrics": dict(rec.get("eval_metrics", {})),
                  "out_dir": rec.get("out_dir", "")}]
 
     merged = {r["seed"]: r for r in reps(old) + reps(new)}
@@ -166,8 +169,7 @@ class Selector:
             tree.set_status(name, "failed")
             return stored
         old = next((r for r in tree.results(name, scale) if r.status == "ok"), None)
-        if old is not None and {s.get("seed") for s in old.record.get("replicates") or [{"seed": 0}]}.isdisjoint(
-                {s.get("seed") for s in data.get("replicates") or [{"seed": (data.get("train") or {}).get("seed", 0)}]}):
+        if old is not None and _seeds(old.record).isdisjoint(_seeds(data)):
             data = merge_seeds(old.record, data)
         n = max(1, len(data.get("replicates") or []))
         tree.add_result(name, scale, data, None, "ok", seeds=n)

@@ -299,7 +299,7 @@ def _record(base: dict[str, Any], runs: list[tuple[int, Path, dict[str, Any]]], 
             spread={"final_val_loss": stdev(losses), **{k: stdev([m[k] for m in metrics]) for k in shared}},
             replicates=[Replicate(seed=s, final_val_loss=t.final_val_loss, eval_metrics=m, out_dir=str(o))
                         for (s, o, _), t, m in zip(runs, trains, metrics)])
-    return VerifyResult(**base, status="ok", train=train, probe_scores=first.get("probe_scores", {}),
+    return VerifyResult(**base, status="ok", seed=runs[0][0], train=train, probe_scores=first.get("probe_scores", {}),
                         tokens_per_s=train.tokens_per_s, peak_memory_bytes=peak,
                         warnings=list(dict.fromkeys(warnings)), data_dir=data_dir, wall_s=wall_s, **fields)
 

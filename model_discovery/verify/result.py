@@ -43,6 +43,7 @@ class VerifyResult(BaseModel):
     fingerprint: str
     scale: str
     status: Literal["ok", "failed"]
+    seed: int = Field(0, description="training seed (the first one when replicated)")
     error: str = ""
     error_kind: str = ""
     train: TrainResult | None = None

@@ -24,7 +24,7 @@ def record(name: str, scale: str, first_seed: int = 0, seeds: int = 1) -> dict:
     runs = [{"seed": s, "final_val_loss": true_loss(name) - 0.1 * SCALES.index(scale) + 0.004 * ((s % 3) - 1),
              "eval_metrics": {}} for s in range(first_seed, first_seed + seeds)]
     rec = {"final_val_loss": sum(r["final_val_loss"] for r in runs) / len(runs),
-           "train": {"seed": first_seed, "tokens": 1000}}
+           "seed": first_seed, "train": {"tokens": 1000}}
     if seeds > 1:
         rec["replicates"] = runs
     return rec
@@ -167,3 +167,21 @@ def test_random_selector_same_interface(make_tree) -> None:  # noqa: ANN001
     assert len(sel.select_references(tree, 3, exclude=[p.name for p in parents])) == 3
     with pytest.raises(ValueError, match="scales must be"):
         SelectorConfig(scales=["huge"])
+
+
+def test_surrogate_prescreens_candidates_once_it_has_results(make_tree, seed) -> None:  # noqa: ANN001
+    tree = make_tree([2, 3, 5, 7, 8, 9, 11])
+    sel = Selector(SelectorConfig(policy=GREEDY, seed=0))
+    for name in ("gpt2", "m2", "m3", "m5", "m7", "m8", "m9", "m11"):
+        sel.record_result(tree, name, "micro", record(name, "micro"))
+
+    def variant(m: int):  # noqa: ANN202
+        d = seed.model_copy(deep=True)
+        d.units["GeluMLP"].hparams["mult"] = m
+        return d, "hparam"
+
+    assert sel.screen(tree, [variant(2), variant(8), variant(3)])[0] == 1  # width 8 measured best
+    assert "online Spearman" in sel.surrogate_report(tree)
+    rand = RandomSelector(SelectorConfig(seed=0))
+    firsts = {rand.screen(tree, [variant(2), variant(8), variant(3)])[0] for _ in range(20)}
+    assert len(firsts) > 1  # the random selector does not pre-screen
