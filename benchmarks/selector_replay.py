@@ -52,7 +52,7 @@ from scipy.stats import wilcoxon
 
 from model_discovery.gau import Design
 from model_discovery.select.policy import (Estimate, PolicyConfig, Surrogate, choose_parent, estimate, promotions,
-                                           recommend, spearman)
+                                           recommend, replicate_candidates, spearman)
 from model_discovery.select.predictor import design_features
 
 TABLE_DIR = Path(__file__).resolve().parent / "replay"
@@ -123,6 +123,7 @@ def strategies(noise_sd: float) -> dict[str, Strategy]:
         Strategy("evo-nosurrogate", policy=base.model_copy(update={"surrogate": False, "candidates": 1})),
         Strategy("evo-nonoise", stages=("full",), policy=base.model_copy(update={"noise_model": False})),
         Strategy("evo+short", stages=("short", "full", "replicates"), policy=base),
+        Strategy("evo-replicate-top", policy=base.model_copy(update={"replicate": "top"})),
     ]}
 
 
@@ -213,7 +214,11 @@ class Replay:
         for k in range(len(self.s.stages) - 1):
             fid = "short" if self.s.stages[k] == "short" else "full"
             finished = {fp: statistics.fmean(self.obs[fp][fid]) for fp, done in self.stage.items() if done > k}
-            ups = promotions(finished, self.promoted.setdefault(k, set()), self.cfg.eta)
+            promoted = self.promoted.setdefault(k, set())
+            if self.s.stages[k + 1] == "replicates":
+                ups = replicate_candidates(finished, promoted, self.est, self.cfg)
+            else:
+                ups = promotions(finished, promoted, self.cfg.eta)
             ups = [fp for fp in ups if self.stage.get(fp, 0) == k + 1]
             if ups:
                 self.promoted[k].add(ups[0])

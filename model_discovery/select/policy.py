@@ -15,9 +15,11 @@ Both therefore run the same rules:
   its residual spread) and the best draw wins. The second parent (crossover, interleave) is the
   winner of a tournament of ``tournament`` random designs on their draws, so every pair can
   be reached.
-- **Promotion (ASHA).** Stages run from cheap to dear (``stages``: a short run, the full run,
-  replicate seeds, then the GPU rungs). A design that finished stage k moves on when it ranks in
-  the top 1/``eta`` of all designs that finished stage k (and at least one always may).
+- **Promotion (ASHA).** Stages run from cheap to dear (the full run, replicate seeds, then the GPU
+  rungs). A design that finished stage k moves on when it ranks in the top 1/``eta`` of all
+  designs that finished stage k (and at least one always may). Replicate seeds go only to those
+  of them that could still be the best (``replicate="contenders"``: upper bound above the best
+  lower bound), since elsewhere noise cannot change the verdict.
 - **Recommendation.** A design is called best only with at least ``min_seeds`` seeds; among
   those, the highest lower confidence bound (mean − z·se) wins.
 - **Surrogate.** Ridge regression on design features ranks candidate designs; its online
@@ -30,6 +32,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -86,6 +89,9 @@ class PolicyConfig(BaseModel):
     prior_weight: float = Field(2.0, gt=0, description="pseudo-observations of noise_sd in every standard error")
     noise_model: bool = Field(True, description="False: point estimates (greedy parents, best single value)")
     eta: float = Field(3.0, gt=1, description="successive halving: the top 1/eta of a stage move on")
+    replicate: Literal["contenders", "top"] = Field(
+        "contenders", description="which of a stage's top 1/eta get replicate seeds: 'contenders' only those "
+        "that could still be the best (upper bound above the best lower bound), 'top' all of them")
     min_seeds: int = Field(3, ge=1, description="seeds a design needs before it may be called best")
     z: float = Field(1.0, ge=0, description="lower confidence bound = mean - z * se")
     candidates: int = Field(4, ge=1, description="proposals per design step ranked by the surrogate")
@@ -142,6 +148,25 @@ def promotions(finished: Mapping[str, float], promoted: set[str] | frozenset[str
     ranked = sorted(finished, key=lambda n: -finished[n])
     top = max(1, math.floor(len(ranked) / eta))
     return [n for n in ranked[:top] if n not in promoted]
+
+
+def contenders(estimates: Mapping[str, Estimate], z: float) -> set[str]:
+    """Designs that could still be the best: mean + z·se reaches the best lower bound."""
+    if not estimates:
+        return set()
+    bar = max(e.lcb(z) for e in estimates.values())
+    return {n for n, e in estimates.items() if e.mean + z * e.se >= bar}
+
+
+def replicate_candidates(finished: Mapping[str, float], promoted: set[str] | frozenset[str],
+                         estimates: Mapping[str, Estimate], config: PolicyConfig) -> list[str]:
+    """Designs to give replicate seeds now: ASHA's top 1/eta, kept to contenders unless
+    ``config.replicate`` is 'top'. Seeds go where noise could still change the verdict."""
+    ups = promotions(finished, promoted, config.eta)
+    if config.replicate == "contenders":
+        keep = contenders(estimates, config.z)
+        ups = [n for n in ups if n in keep]
+    return ups
 
 
 def recommend(estimates: Mapping[str, Estimate], config: PolicyConfig) -> str | None:

@@ -37,7 +37,8 @@ from model_discovery.gau.scales import LADDER
 from model_discovery.select.budget import Budget
 from model_discovery.select.fitness import FitnessConfig, FitnessError, fitness, informative_tasks
 from model_discovery.select.policy import (Estimate, PolicyConfig, Surrogate, choose_parent, confirmed_best,
-                                           estimate, estimate_from_summary, promotions, recommend, tournament)
+                                           estimate, estimate_from_summary, promotions, recommend, replicate_candidates,
+                                           tournament)
 from model_discovery.select.predictor import design_features
 
 
@@ -339,11 +340,11 @@ class Selector:
         ranks = self.surrogate(tree).rank([design_features(r.design, r.operator) for r in rest], self.rng)
         return first + [rest[i] for i in ranks]
 
-    def _replicate_order(self, finished: dict[str, float], done: set[str]) -> list[str]:
-        """Designs of a rung (one seed each) to replicate now: the top 1/eta (ASHA)."""
+    def _replicate_order(self, finished: dict[str, float], done: set[str], est: Mapping[str, Estimate]) -> list[str]:
+        """Designs of a rung to give replicate seeds now: the top 1/eta that could still be the best."""
         if not self.policy.noise_model or self.policy.min_seeds <= 1:
             return []
-        return promotions(finished, done, self.policy.eta)
+        return replicate_candidates(finished, done, est, self.policy)
 
     def _promotion_order(self, finished: dict[str, float], done: set[str]) -> list[str]:
         """Designs to move up from the rung below: the top 1/eta by lower bound (ASHA)."""
@@ -375,9 +376,10 @@ class Selector:
                   and designs.get(n) is not None and designs[n].status != "failed"}
             order: list[VerifyPick] = []
             # replicate seeds for the best single-seed designs of this rung
-            single = {n: r.fitness for n, r in ok.items()}  # type: ignore[misc]
+            # (not the baseline: its noise moves every fitness alike and changes no ranking)
+            single = {n: r.fitness for n, r in ok.items() if n != self.config.baseline}  # type: ignore[misc]
             done = {n for n, r in ok.items() if r.seeds >= need} | {n for n in ok if (n, scale) in busy}
-            for n in self._replicate_order(single, done):
+            for n in self._replicate_order(single, done, self.estimates(tree, scale)):
                 if ok[n].seeds < need and (n, scale) not in busy:
                     order.append(VerifyPick(n, scale, need - ok[n].seeds, ok[n].seeds))
             if i == 0:

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from model_discovery.select.policy import (Estimate, PolicyConfig, Surrogate, choose_parent, confirmed_best,
-                                           estimate, promotions, recommend, spearman, tournament)
+                                           estimate, promotions, recommend, replicate_candidates, spearman,
+                                           tournament)
 
 
 def test_estimate_pools_seed_spread_with_the_noise_model() -> None:
@@ -82,3 +83,16 @@ def test_surrogate_tracks_its_online_rank_correlation() -> None:
     assert spearman([1, 1, 1], [1, 2, 3]) == 0.0
     prior = good.prior(["a"])
     assert prior is not None and prior.n == 0 and prior.mean > 0.2
+
+
+def test_replicate_seeds_go_to_contenders_only() -> None:
+    est = {"a": Estimate(mean=0.10, se=0.005, n=1), "b": Estimate(mean=0.095, se=0.005, n=1),
+           "c": Estimate(mean=0.05, se=0.005, n=1), "d": Estimate(mean=0.0, se=0.005, n=1)}
+    finished = {n: e.mean for n, e in est.items()}
+    cfg = PolicyConfig(eta=1.5, z=1.0)
+    assert promotions(finished, set(), 1.5) == ["a", "b"]
+    assert replicate_candidates(finished, set(), est, cfg) == ["a", "b"]  # b could still beat a
+    far = {**est, "b": Estimate(mean=0.07, se=0.005, n=1)}
+    assert replicate_candidates({n: e.mean for n, e in far.items()}, set(), far, cfg) == ["a"]
+    top = cfg.model_copy(update={"replicate": "top"})
+    assert replicate_candidates({n: e.mean for n, e in far.items()}, set(), far, top) == ["a", "b"]
