@@ -29,7 +29,7 @@ P(regret < 0.01), verifications and tokens until the recommendation is within 0.
 table's best (median), and a one-sided paired Wilcoxon test of final regret against random.
 The last line is machine-readable.
 
-The streams default to 1000.. (held out); the strategies' settings were chosen on streams 0..99.
+The streams default to 1000.. (held out); the strategies' settings were chosen on streams 0..39.
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(TABLE_DIR))
     ap.add_argument("--repeats", type=int, default=100)
-    ap.add_argument("--stream-offset", type=int, default=1000, help="first stream (0..99 were used for tuning)")
+    ap.add_argument("--stream-offset", type=int, default=1000, help="first stream (0..39 were used for tuning)")
     ap.add_argument("--budget", type=float, nargs="+", default=[20.0, 40.0, 80.0],
                     help="budgets in full micro runs; the last one is the headline")
     ap.add_argument("--strategies", nargs="+", default=None)
