@@ -162,14 +162,18 @@ class Selector:
         """Score a verification against the baseline at the same rung, store it, rescore the rung.
 
         A record whose seeds are new to a stored result is merged into it (replicates). A
-        failed verification marks the design ``failed``: it is no parent and is not promoted.
+        failed verification marks the design ``failed``: it is no parent and is not promoted;
+        when the design already has a trained result at the rung (a failed replicate), that
+        result is kept and the failure only changes the design's status.
         """
         data = record.model_dump(mode="json") if isinstance(record, BaseModel) else dict(record)
-        if status != "ok":
-            stored = tree.add_result(name, scale, data, None, status)
-            tree.set_status(name, "failed")
-            return stored
         old = next((r for r in tree.results(name, scale) if r.status == "ok"), None)
+        if status != "ok":
+            tree.set_status(name, "failed")
+            if old is not None:
+                tree.release(name, scale)
+                return old
+            return tree.add_result(name, scale, data, None, status)
         if old is not None and _seeds(old.record).isdisjoint(_seeds(data)):
             data = merge_seeds(old.record, data)
         n = max(1, len(data.get("replicates") or []))
@@ -227,19 +231,6 @@ class Selector:
     def prior(rec: DesignRecord, model: Surrogate) -> Estimate | None:
         """``model``'s prediction for a design (None before any result)."""
         return model.prior(design_features(rec.design, rec.operator))
-
-    def scores(self, tree: EvolutionTree) -> dict[str, float | None]:
-        """Each design's fitness at its highest verified rung, else its predicted fitness."""
-        est = self.estimates(tree)
-        model = self.surrogate(tree)
-        out: dict[str, float | None] = {}
-        for rec in tree.list_designs():
-            if rec.name in est:
-                out[rec.name] = est[rec.name].mean
-            else:
-                p = self.prior(rec, model)
-                out[rec.name] = p.mean if p is not None else None
-        return out
 
     def screen(self, tree: EvolutionTree, candidates: Sequence[tuple[Design, str]]) -> list[int]:
         """Indices of candidate (design, operator) pairs, best first by the surrogate (random
