@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         return 1
 
-    from model_discovery.check import policy, toolchain
+    from model_discovery.check import isolation, policy, toolchain
 
     try:
         if job.get("allow_compilers"):
@@ -91,6 +91,13 @@ def main(argv: list[str]) -> int:
               "error": f"sandbox warm-up failed: {one_line(exc, limit=None)}"})
         traceback.print_exc()
         return 1
+    if job.get("kernel"):
+        try:
+            isolation.lock_syscalls(allow_processes=bool(job.get("allow_compilers")),
+                                    allow_network=bool(job.get("allow_network")))
+        except isolation.IsolationUnavailable as exc:
+            send({"event": "final", "kind": "exception", "result": None, "error": f"sandbox unavailable: {exc}"})
+            return 1
     policy.install(job["writable_dirs"], job["allowed_imports"], job["allow_network"],
                    bool(job.get("allow_compilers")), job.get("code_dirs"))
     kind, result, error = "ok", None, None

@@ -191,7 +191,8 @@ def run_dynamic(design: Design, source: str, scale: ScaleConfig, limits: Sandbox
         payload = {"design": design.model_dump(mode="json"), "source": source, "scale": scale.model_dump(mode="json"),
                    "config": config.model_dump(mode="json"), "allowed_imports": list(limits.allowed_imports),
                    "train_path": str(train_path), "val_path": str(val_path), "only": only}
-        outcome = run_sandboxed(DYNAMIC_TARGET, payload, limits)
+        outcome = run_sandboxed(DYNAMIC_TARGET, payload,
+                                limits.model_copy(update={"readable_paths": [*limits.readable_paths, inputs]}))
     finally:
         shutil.rmtree(inputs, ignore_errors=True)
     results = _outcome_checks(outcome)

@@ -29,7 +29,6 @@ use ``torch.compile``) lets trusted code start a vetted compiler toolchain
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -44,6 +43,8 @@ from typing import Any, Literal
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
+
+from model_discovery.check import isolation
 
 # Import roots that design (untrusted) code may use. Trusted code may import anything.
 DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = (
@@ -68,8 +69,13 @@ class SandboxLimits(BaseModel):
     address_space_bytes: int | None = Field(
         None, gt=0, description="RLIMIT_AS (torch reserves much address space); None: 4 x memory_bytes + 8 GiB")
     max_file_bytes: int = Field(1 * 2**30, gt=0, description="RLIMIT_FSIZE: largest file the child may write")
+    disk_bytes: int = Field(2 * 2**30, gt=0, description="size of the work dir's tmpfs: the total the child may "
+                                                          "write there (kernel isolation)")
     writable_dirs: list[Path] = Field(
         default_factory=list, description="extra writable directories; the fresh work dir is always writable")
+    readable_paths: list[Path] = Field(
+        default_factory=list, description="input files and directories the child may read (besides Python, "
+                                          "the system libraries and this package)")
     allowed_imports: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ALLOWED_IMPORTS),
         description="import roots allowed to untrusted code (trusted modules may import anything)")
@@ -234,18 +240,13 @@ def _child_env(limits: SandboxLimits, work: Path) -> dict[str, str]:
     return env
 
 
-@functools.lru_cache(maxsize=1)
-def _netns_prefix() -> tuple[str, ...]:
-    """``unshare --net`` when it works here (root): an OS-level network cut, not only the hook."""
-    exe = shutil.which("unshare")
-    if exe is None or os.geteuid() != 0:
-        return ()
-    try:
-        ok = subprocess.run([exe, "--net", "--", "true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    return (exe, "--net", "--") if ok else ()
+def _command(limits: SandboxLimits, work: Path, control: Path, env: dict[str, str]) -> list[str]:
+    """The isolation prefix (bubblewrap) for one child; raises IsolationUnavailable."""
+    if not isolation.kernel_isolation_enabled():
+        return []
+    return isolation.bwrap_command(
+        work=work, disk_bytes=limits.disk_bytes, readable=[control, *limits.readable_paths],
+        writable=limits.writable_dirs, env=env, allow_network=limits.allow_network, gpu=limits.init_cuda)
 
 
 def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | None = None) -> SandboxOutcome:
@@ -286,6 +287,7 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
             "address_space_bytes": limits.effective_address_space(),
             "cpu_time_s": limits.effective_cpu_time_s(),
             "max_file_bytes": limits.max_file_bytes,
+            "kernel": isolation.kernel_isolation_enabled(),
         }
         job_path = control / "job.json"
         try:
@@ -294,12 +296,17 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
             raise ValueError(f"sandbox payload for {target} is not JSON-serialisable: {exc}") from exc
         read_fd, write_fd = os.pipe()
         stderr_path = control / "stderr.txt"
+        env = _child_env(limits, work)
+        try:
+            prefix = _command(limits, work, control, env)
+        except isolation.IsolationUnavailable as exc:
+            return SandboxOutcome(ok=False, kind="crash", error=f"sandbox unavailable: {exc}",
+                                  wall_s=time.monotonic() - start)
         with open(stderr_path, "wb") as err:
-            prefix = () if limits.allow_network else _netns_prefix()
             proc = subprocess.Popen(
                 [*prefix, sys.executable, "-I", "-m", "model_discovery.check._child", str(job_path), str(write_fd)],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=str(work),
-                env=_child_env(limits, work), pass_fds=(write_fd,), start_new_session=True, close_fds=True)
+                env=env, pass_fds=(write_fd,), start_new_session=True, close_fds=True)
         os.close(write_fd)
         write_fd = -1
 
