@@ -1,8 +1,10 @@
-"""The checker: static checks in this process, dynamic checks in one sandboxed child.
+"""The checker: static checks in this process, dynamic checks in two sandboxed children.
 
 Static (no design code runs): ``parse``, ``classes``, ``slots``, ``imports``, ``compile``.
-Dynamic (see :mod:`model_discovery.check.dynamic`): ``build``, ``params``, ``forward``,
-``causality``, ``gradients``, ``speed_memory``, ``effectiveness``. Speed and memory are judged
+Dynamic, in the design's sandboxed process (:mod:`model_discovery.check.dynamic`): ``build``,
+``export``; then in the judge's own sandboxed process, from the exported graph
+(:mod:`model_discovery.check.judge`): ``graph``, ``params``, ``forward``, ``causality``,
+``gradients``, ``speed_memory``, ``effectiveness``. Speed and memory are judged
 against the GPT-2 seed measured the same way at the same scale, once per process (and once per
 ``cache_dir`` when given).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import secrets
 import shutil
 import tempfile
 import time
@@ -20,13 +23,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from model_discovery.check.data import check_tokens
+from model_discovery.check.dynamic import DESIGN_CHECKS
+from model_discovery.check.judge import JUDGE_CHECKS
 from model_discovery.check.report import CheckConfig, CheckReport, CheckResult, format_report
 from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits, SandboxOutcome, run_sandboxed
 from model_discovery.gau.compose import compile_design
 from model_discovery.gau.design import Design, DesignError, used_slots
 from model_discovery.gau.scales import ScaleConfig, get_scale
 
-DYNAMIC_TARGET = "model_discovery.check.dynamic:run_dynamic_checks"
+EXPORT_TARGET = "model_discovery.check.dynamic:export_design"
+JUDGE_TARGET = "model_discovery.check.judge:judge_design"
 REFERENCE_SEED = "gpt2"
 # builtins a unit may not call: they bypass the import allowlist or touch the outside world
 FORBIDDEN_CALLS = frozenset({"exec", "eval", "compile", "open", "__import__", "breakpoint", "input",
@@ -180,29 +186,56 @@ def _outcome_checks(outcome: SandboxOutcome) -> list[CheckResult]:
     return out
 
 
-def run_dynamic(design: Design, source: str, scale: ScaleConfig, limits: SandboxLimits,
-                config: CheckConfig, only: list[str] | None = None,
-                cache_dir: str | None = None) -> tuple[list[CheckResult], SandboxOutcome]:
-    """Run the dynamic checks in one sandboxed child; sandbox failures become a failing check."""
-    tokens = check_tokens(scale.vocab_size, cache_dir=cache_dir)
-    inputs = Path(tempfile.mkdtemp(prefix="modis-check-in-"))
-    try:
-        train_path, val_path = tokens.write(inputs)
-        payload = {"design": design.model_dump(mode="json"), "source": source, "scale": scale.model_dump(mode="json"),
-                   "config": config.model_dump(mode="json"), "allowed_imports": list(limits.allowed_imports),
-                   "train_path": str(train_path), "val_path": str(val_path), "only": only}
-        outcome = run_sandboxed(DYNAMIC_TARGET, payload,
-                                limits.model_copy(update={"readable_paths": [*limits.readable_paths, inputs]}))
-    finally:
-        shutil.rmtree(inputs, ignore_errors=True)
-    results = _outcome_checks(outcome)
+def _sandbox_results(outcome: SandboxOutcome, design: Design, names: tuple[str, ...]) -> list[CheckResult]:
+    """The child's check results among ``names`` (anything else it claims is ignored); a sandbox
+    failure becomes a failing check named by its phase (the first of ``names`` if unknown)."""
+    results = [r for r in _outcome_checks(outcome) if r.name in names]
     if not outcome.ok:
-        phase = outcome.phase if outcome.phase and outcome.phase != "done" else "sandbox"
+        phase = outcome.phase if outcome.phase in names else names[0]
         results = [r for r in results if r.name != phase]
         results.append(CheckResult(
             name=phase, passed=False, seconds=round(outcome.wall_s, 3),
             figures={"kind": outcome.kind, "peak_rss_bytes": outcome.peak_rss_bytes},
             message=f"{phase}: design {design.name}: {outcome.kind}: {outcome.error}"))
+    return results
+
+
+def graph_shapes(scale: ScaleConfig, batch: int, rng: secrets.SystemRandom | None = None) -> list[list[Any]]:
+    """Graphs to export: train and eval at the rung's length, eval at a random shorter length."""
+    T = scale.context_len
+    short = (rng or secrets.SystemRandom()).randint(max(2, T // 4), max(2, T - 1))
+    return [["train", batch, T], ["eval", batch, T], ["eval", batch, short]]
+
+
+def run_dynamic(design: Design, source: str, scale: ScaleConfig, limits: SandboxLimits,
+                config: CheckConfig, only: list[str] | None = None,
+                cache_dir: str | None = None) -> tuple[list[CheckResult], SandboxOutcome]:
+    """The design's process builds and exports; the judge's process computes every other verdict.
+
+    Two sandboxed children: :func:`~model_discovery.check.dynamic.export_design` (design code,
+    may write only the graph directory) and :func:`~model_discovery.check.judge.judge_design`
+    (no design code; reads the graph as data). Sandbox failures become failing checks.
+    """
+    tokens = check_tokens(scale.vocab_size, cache_dir=cache_dir)
+    inputs = Path(tempfile.mkdtemp(prefix="modis-check-in-"))
+    graph_dir = Path(tempfile.mkdtemp(prefix="modis-check-graph-"))
+    try:
+        train_path, val_path = tokens.write(inputs)
+        export = {"design": design.model_dump(mode="json"), "source": source, "scale": scale.model_dump(mode="json"),
+                  "allowed_imports": list(limits.allowed_imports), "seed": config.seed,
+                  "shapes": graph_shapes(scale, config.train_batch), "graph_dir": str(graph_dir)}
+        outcome = run_sandboxed(EXPORT_TARGET, export, limits.model_copy(update={"writable_dirs": [graph_dir]}))
+        results = _sandbox_results(outcome, design, DESIGN_CHECKS)
+        if outcome.ok and all(r.passed for r in results) and any(r.name == "export" for r in results):
+            judge = {"graph_dir": str(graph_dir), "scale": scale.model_dump(mode="json"),
+                     "config": config.model_dump(mode="json"), "train_path": str(train_path),
+                     "val_path": str(val_path), "only": only, "causality_seed": secrets.randbelow(2**31)}
+            outcome = run_sandboxed(JUDGE_TARGET, judge, limits.model_copy(update={
+                "readable_paths": [*limits.readable_paths, inputs, graph_dir], "writable_dirs": []}))
+            results += _sandbox_results(outcome, design, ("graph", *JUDGE_CHECKS))
+    finally:
+        shutil.rmtree(inputs, ignore_errors=True)
+        shutil.rmtree(graph_dir, ignore_errors=True)
     for r in results:
         if r.name == "effectiveness":
             r.figures["tokens"] = tokens.source

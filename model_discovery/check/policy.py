@@ -6,7 +6,8 @@ up. Denied for everyone after lockdown: sockets, process creation (fork, exec, s
 file-system mutations outside the writable directories. Denied only when the nearest non-import
 frame is untrusted code (compiled from a ``<untrusted:...>`` filename or living in a writable
 directory): imports outside the allowlist, ``exec``/``eval``/``compile``. Every denial is recorded
-so a design that swallows the exception is still reported.
+and sent to the parent at once, so a design that swallows the exception or clears the record is
+still reported.
 
 With ``allow_compilers``, trusted code may start the compiler toolchain of ``torch.compile``
 (:mod:`model_discovery.check.toolchain`), unless design code starts it itself (through the
@@ -51,6 +52,9 @@ def violation(message: str) -> None:
     """Record a sandbox violation and raise :class:`SandboxViolation`."""
     msg = f"sandbox violation: {message}"
     VIOLATIONS.append(msg)
+    from model_discovery.check import _child
+
+    _child.send({"event": "violation", "error": msg})  # the parent records it now: nothing can take it back
     raise SandboxViolation(msg)
 
 

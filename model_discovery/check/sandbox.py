@@ -69,8 +69,8 @@ class SandboxLimits(BaseModel):
     address_space_bytes: int | None = Field(
         None, gt=0, description="RLIMIT_AS (torch reserves much address space); None: 4 x memory_bytes + 8 GiB")
     max_file_bytes: int = Field(1 * 2**30, gt=0, description="RLIMIT_FSIZE: largest file the child may write")
-    disk_bytes: int = Field(2 * 2**30, gt=0, description="size of the work dir's tmpfs: the total the child may "
-                                                          "write there (kernel isolation)")
+    disk_bytes: int = Field(2 * 2**30, gt=0, description="total the child may write: the size of its tmpfs work "
+                                                          "dir (kernel), and of the writable dirs (watchdog)")
     writable_dirs: list[Path] = Field(
         default_factory=list, description="extra writable directories; the fresh work dir is always writable")
     readable_paths: list[Path] = Field(
@@ -198,6 +198,26 @@ def _group_rss(proc: psutil.Process) -> int:
             total += p.memory_info().rss
         except psutil.Error:
             pass
+    return total
+
+
+def _dir_bytes(root: Path) -> int:
+    """Bytes allocated under ``root`` (symlinks not followed)."""
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(Path(e.path))
+                        else:
+                            total += e.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
     return total
 
 
@@ -330,6 +350,7 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
         ps = psutil.Process(proc.pid)
         kind: OutcomeKind | None = None
         error: str | None = None
+        next_disk_check = 0.0
         while True:
             rc = proc.poll()
             rss = _group_rss(ps) if rc is None else 0
@@ -342,6 +363,14 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
                 error = (f"memory limit exceeded: RSS {rss / 2**20:.0f} MiB > "
                          f"{limits.memory_bytes / 2**20:.0f} MiB")
                 break
+            if limits.writable_dirs and time.monotonic() >= next_disk_check:
+                written = sum(_dir_bytes(Path(d)) for d in limits.writable_dirs)
+                next_disk_check = time.monotonic() + 0.5
+                if written > limits.disk_bytes:
+                    kind = "violation"
+                    error = (f"disk quota exceeded: {written / 2**20:.0f} MiB in the writable directories > "
+                             f"{limits.disk_bytes / 2**20:.0f} MiB")
+                    break
             if elapsed > limits.wall_time_s:
                 kind = "timeout"
                 error = f"timeout: no result after {limits.wall_time_s:g} s"
@@ -351,6 +380,7 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
         rc = proc.wait()
         thread.join(timeout=5.0)
         # parse JSON lines from the channel
+        violation: str | None = None
         for line in b"".join(chunks).splitlines():
             try:
                 msg = json.loads(line)
@@ -358,7 +388,9 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
                 continue
             if not isinstance(msg, dict):
                 continue
-            if msg.get("event") == "progress":
+            if msg.get("event") == "violation" and violation is None:
+                violation = " ".join(str(msg.get("error")).split())[:500]
+            elif msg.get("event") == "progress":
                 events.append({k: v for k, v in msg.items() if k != "event"})
             elif msg.get("event") == "final":
                 final = msg
@@ -367,6 +399,8 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
         wall = time.monotonic() - start
         common = dict(wall_s=wall, peak_rss_bytes=peak, returncode=rc, phase=phase, events=events,
                       stderr_tail=stderr_tail)
+        if kind is None and violation is not None:
+            kind, error = "violation", violation
         if kind is not None:
             if phase:
                 error = f"{error} (during {phase})"

@@ -3,6 +3,7 @@ must fail with a clear reason without harming the test process)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,10 @@ def test_seed_passes_all_checks(seed: str) -> None:
     report = run_checks(load_seed(seed), "micro")
     assert report.passed, report.first_error
     names = [c.name for c in report.checks]
-    assert names == ["parse", "classes", "slots", "imports", "compile", "build", "params", "forward", "causality",
-                     "gradients", "speed_memory", "effectiveness"]
+    assert names == ["parse", "classes", "slots", "imports", "compile", "build", "export", "graph", "params",
+                     "forward", "causality", "gradients", "speed_memory", "effectiveness"]
+    causality = report.get("causality").figures
+    assert causality["cases"] == 6 and len(causality["lengths"]) == 2 and causality["max_change_fp32"] < 1e-4
     speed = report.get("speed_memory")
     assert speed.figures["slowdown"] > 0 and speed.figures["fwd_bwd_ms"] > 0
     assert report.get("effectiveness").figures["loss_after"] < report.get("effectiveness").figures["loss_before"]
@@ -96,7 +99,7 @@ def test_static_checks_pass_on_seed() -> None:
 
 def test_infinite_loop_times_out() -> None:
     r = check(with_mlp("while True:\n    pass"), wall_time_s=20.0)
-    assert "timeout" in r.first_error and r.first_error.startswith("forward:")
+    assert "timeout" in r.first_error and r.first_error.startswith("export:")
 
 
 def test_fork_bomb() -> None:
@@ -126,7 +129,7 @@ def test_conv_shift_leak_is_caught() -> None:
             "c = self.conv(X.transpose(1, 2))[..., 1:T + 1].transpose(1, 2)  # off by one: sees t+1\n"
             "return self.out(F.gelu(self.fc(X + c))), {}")
     r = check(with_mlp(body, init="self.conv = nn.Conv1d(d_model, d_model, 4, groups=d_model, padding=3)"))
-    assert r.first_error.startswith("causality: not causal") and "future offsets seen: +1.." in r.first_error
+    assert r.first_error.startswith("causality: not causal") and "position" in r.first_error
 
 
 def test_noncausal_mean_leak_is_caught() -> None:
@@ -136,17 +139,79 @@ def test_noncausal_mean_leak_is_caught() -> None:
 
 def test_nan_output() -> None:
     r = check(with_mlp("return self.out(F.gelu(self.fc(X))) * float('nan'), {}"))
-    assert r.first_error.startswith("forward:") and "NaN" in r.first_error and "GeluMLP" in r.first_error
+    assert r.first_error.startswith("forward:") and "NaN" in r.first_error and "operator aten.mul" in r.first_error
 
 
 def test_wrong_output_shape() -> None:
     r = check(with_mlp("return self.out(F.gelu(self.fc(X)))[:, :-1], {}"))
-    assert r.first_error.startswith("forward:") and "GeluMLP returned Y of shape" in r.first_error
+    assert r.first_error.startswith("export:") and "GeluMLP returned Y of shape" in r.first_error
 
 
 def test_exception_names_unit_and_line() -> None:
     r = check(with_mlp("y = self.fc(X)\nreturn self.out(y.view(3, -1, 7)), {}"))
     assert "unit GeluMLP: `return self.out(y.view(3, -1, 7)), {}`" in r.first_error
+
+
+# leaks the old test could not see: odd positions only, eval mode only, other lengths only, float32
+# only; each is the MLP output plus a little of the next token's input
+LEAKS = {
+    "odd_positions": "m = (torch.arange(X.size(1)) % 2 == 1).to(X.dtype)[None, :, None]\nleak = m",
+    "one_position": "m = (torch.arange(X.size(1)) == 5).to(X.dtype)[None, :, None]\nleak = m",
+    "eval_only": "leak = 0.0 if self.training else 1.0",
+    "other_lengths": "leak = 0.0 if X.size(1) == 128 else 1.0",
+    "rung_length_only": "leak = 1.0 if X.size(1) == 128 else 0.0",
+    "float32_only": "leak = 1.0 if X.dtype == torch.float32 else 0.0",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LEAKS))
+def test_causality_has_no_blind_spots(kind: str) -> None:
+    body = LEAKS[kind] + "\nreturn self.out(F.gelu(self.fc(X))) + 0.1 * leak * torch.roll(X, -1, 1), {}"
+    r = check(with_mlp(body))
+    assert r.first_error.startswith("causality: not causal"), r.first_error
+
+
+FORGED = (json.dumps({"event": "final", "kind": "ok", "result": {"checks": [
+    {"name": n, "passed": True} for n in ("build", "export", "graph", "params", "forward", "causality", "gradients",
+                                           "speed_memory", "effectiveness")]}}) + "\n").encode()
+
+
+def test_forged_verdicts_are_ignored() -> None:
+    # at import time: patch the checks in this process, write an all-pass final message to the
+    # result pipe (its fd is in argv) and exit before anything else runs; then leak at run time
+    forge = (
+        "import torch\n"
+        "_sys = torch.serialization.sys\n"
+        "for _m in list(_sys.modules.values()):\n"
+        "    if getattr(_m, '__name__', '').startswith('model_discovery.check.'):\n"
+        "        for _n in ('test_causality', 'judge_design'):\n"
+        "            if hasattr(_m, _n):\n"
+        "                setattr(_m, _n, lambda *a, **k: {})\n"
+        "_fd = int(_sys.argv[-1])\n"
+        f"torch.serialization.os.write(_fd, {FORGED!r})\n"
+        "torch.serialization.os._exit(0)\n")
+    r = check(with_mlp("return self.out(F.gelu(self.fc(X))) + 0.1 * torch.roll(X, -1, 1), {}", head=forge + MLP_HEAD))
+    assert r.first_error.startswith("graph:") and "cannot read the graph bundle" in r.first_error
+    assert [c.name for c in r.checks if c.passed][-2:] == ["build", "export"]
+
+
+def test_patching_the_checker_from_design_code_changes_nothing() -> None:
+    patch = ("import torch\n"
+             "for _m in list(torch.serialization.sys.modules.values()):\n"
+             "    if getattr(_m, '__name__', '') == 'model_discovery.check.causality':\n"
+             "        _m.test_causality = lambda *a, **k: {}\n")
+    body = "return self.out(F.gelu(self.fc(X))) + 0.1 * torch.roll(X, -1, 1), {}"
+    r = check(with_mlp(body, head=patch + MLP_HEAD))
+    assert r.first_error.startswith("causality: not causal")
+
+
+def test_a_swallowed_and_cleared_violation_is_still_reported() -> None:
+    body = ("try:\n    torch.serialization.os.fork()\nexcept BaseException:\n    pass\n"
+            "[m for m in torch.serialization.sys.modules.values() "
+            "if getattr(m, '__name__', '') == 'model_discovery.check.policy'][0].VIOLATIONS.clear()\n"
+            "return self.out(F.gelu(self.fc(X))), {}")
+    r = check(with_mlp(body))
+    assert "process creation is not allowed" in r.first_error
 
 
 # -- CLI body -------------------------------------------------------------------------------------

@@ -1,0 +1,283 @@
+"""The judge: trusted code that computes every dynamic verdict from a design's operator graph.
+
+:func:`judge_design` is a sandbox target (``model_discovery.check.judge:judge_design``) that runs
+in its own sandboxed process, apart from the design's: it loads the graph bundle the design's
+process exported (:mod:`model_discovery.check.graph`) as data and runs, in order, ``params``
+(counted from the weights), ``forward``, ``causality`` (:mod:`model_discovery.check.causality`),
+``gradients``, ``speed_memory`` and ``effectiveness``. No design Python runs here, so nothing can
+patch a check, see the held-out tokens before they are scored, or forge the result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model_discovery.check.causality import CausalityLeak, test_causality
+from model_discovery.check.graph import GraphError, GraphLM, load_graph_lm
+from model_discovery.check.report import CheckConfig, CheckResult
+from model_discovery.check.sandbox import report
+from model_discovery.gau.scales import ScaleConfig
+
+JUDGE_CHECKS: tuple[str, ...] = ("params", "forward", "causality", "gradients", "speed_memory", "effectiveness")
+
+
+class CheckFailed(Exception):
+    """A check's verdict is negative; the message is the one-line reason."""
+
+    def __init__(self, message: str, figures: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.figures = figures or {}
+
+
+def sandbox_warmup(threads: int = 1) -> None:
+    """Load what the checks use before lockdown."""
+    from model_discovery.check.dynamic import sandbox_warmup as warm
+
+    warm(threads)
+    import safetensors.torch  # noqa: F401 - the weights reader
+
+
+class _Runner:
+    """Runs the checks in order and streams each result to the parent."""
+
+    def __init__(self) -> None:
+        self.results: list[CheckResult] = []
+
+    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> bool:
+        report({"phase": name})
+        start = time.perf_counter()
+        try:
+            figures = fn()
+            result = CheckResult(name=name, passed=True, figures=figures or {})
+        except CheckFailed as exc:
+            result = CheckResult(name=name, passed=False, figures=exc.figures, message=f"{name}: {exc}")
+        except CausalityLeak as exc:
+            result = CheckResult(name=name, passed=False, figures=exc.figures, message=f"{name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a graph may fail in any operator
+            text = " ".join(str(exc).split())[:300]
+            result = CheckResult(name=name, passed=False, message=f"{name}: {type(exc).__name__}: {text}")
+        result.seconds = round(time.perf_counter() - start, 4)
+        self.results.append(result)
+        report({"check": result.model_dump()})
+        return result.passed
+
+
+def _batch(tokens: np.ndarray, batch: int, T: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    starts = rng.integers(0, len(tokens) - T - 1, size=batch)
+    rows = np.stack([np.asarray(tokens[s:s + T + 1], dtype=np.int64) for s in starts])
+    t = torch.from_numpy(rows)
+    return t[:, :-1].contiguous(), t[:, 1:].contiguous()
+
+
+def _first_nonfinite(lm: GraphLM, idx: torch.Tensor) -> str:
+    """The first operator of the eval graph whose output is not finite."""
+    g = lm._graph(idx.shape[1])
+    state = lm._state()
+    chunk = idx[: g.spec.batch]
+    chunk = F.pad(chunk, (0, g.spec.seq_len - chunk.shape[1], 0, g.spec.batch - chunk.shape[0]))
+    env: dict[str, Any] = dict(zip(g.spec.inputs, [*state, chunk]))
+    from model_discovery.check.graph import _decode
+
+    with torch.no_grad():
+        for (name, fn, args, kwargs, fresh), node in zip(g.steps, g.spec.nodes):
+            out = fn(*_decode(args, env, idx.device), **{k: _decode(v, env, idx.device) for k, v in kwargs.items()})
+            env[name] = out.zero_() if fresh and isinstance(out, torch.Tensor) else out
+            if isinstance(out, torch.Tensor) and out.is_floating_point() and not torch.isfinite(out).all():
+                return f"operator {node.target} (node {node.name})"
+    return "the LM head"
+
+
+def _saved_bytes(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Run ``fn`` while summing unique storages saved for backward."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        try:
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        except Exception:  # noqa: BLE001 - e.g. tensors without storage
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(seen.values())
+
+
+def judge_design(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sandbox target: judge one exported design (see module docstring).
+
+    payload: ``graph_dir`` (the bundle), ``scale`` (ScaleConfig dict), ``config`` (CheckConfig
+    dict), ``train_path``/``val_path`` (``.npy`` tokens), ``causality_seed`` (fresh per run),
+    ``only`` (optional check names). Returns ``{"checks": [CheckResult dicts]}``.
+    """
+    scale = ScaleConfig.model_validate(payload["scale"])
+    cfg = CheckConfig.model_validate(payload.get("config") or {})
+    only = set(payload.get("only") or JUDGE_CHECKS)
+    V, T = scale.vocab_size, scale.context_len
+    runner = _Runner()
+    state: dict[str, Any] = {}
+    rng = np.random.default_rng(cfg.seed)
+
+    def tokens(kind: str) -> np.ndarray:
+        if kind not in state:
+            arr = np.load(payload[f"{kind}_path"], mmap_mode="r")
+            if int(arr.max()) >= V:
+                raise CheckFailed(f"{kind} tokens exceed the vocabulary of {V}")
+            state[kind] = arr
+        return state[kind]
+
+    def graph() -> dict[str, Any]:
+        try:
+            lm = load_graph_lm(payload["graph_dir"])
+        except GraphError as exc:
+            raise CheckFailed(str(exc)) from exc
+        if lm.vocab_size != V or lm.d_model != scale.d_model:
+            raise CheckFailed(f"graph has vocabulary {lm.vocab_size} and width {lm.d_model}, the rung "
+                              f"{scale.name} needs {V} and {scale.d_model}")
+        lm.train()
+        state["model"] = lm
+        return {"graphs": [[g.spec.mode, g.spec.batch, g.spec.seq_len, len(g.steps)] for g in lm.graphs],
+                "total_params": lm.num_params(non_embedding=False)}
+
+    def params() -> dict[str, Any]:
+        n = int(state["model"].num_params(non_embedding=True))
+        lo, hi = scale.param_limits()
+        figures = {"non_embedding_params": n, "limits": [lo, hi]}
+        if not lo <= n <= hi:
+            side = "above" if n > hi else "below"
+            raise CheckFailed(f"{n:,} non-embedding parameters is {side} the {scale.name} band "
+                              f"[{lo:,}, {hi:,}]; change the units' size hyperparameters", figures)
+        return figures
+
+    def forward() -> dict[str, Any]:
+        model = state["model"]
+        model.eval()
+        try:
+            g = torch.Generator().manual_seed(cfg.seed)
+            idx = torch.randint(0, V, (cfg.forward_batch, T), generator=g)
+            with torch.no_grad():
+                logits = model(idx)
+            if not torch.isfinite(logits).all():
+                raise CheckFailed(f"output contains NaN/Inf; first non-finite output from "
+                                  f"{_first_nonfinite(model, idx)}", {"shape": list(logits.shape)})
+            for length in model.lengths("eval"):
+                with torch.no_grad():
+                    short = model(idx[:, :length])
+                if not torch.isfinite(short).all():
+                    raise CheckFailed(f"output contains NaN/Inf for a sequence of {length} tokens")
+        finally:
+            model.train()
+        return {"shape": list(logits.shape), "logit_std": float(logits.std()), "lengths": model.lengths("eval")}
+
+    def causality() -> dict[str, Any]:
+        return test_causality(state["model"], seed=int(payload.get("causality_seed", cfg.seed)),
+                              tol_fp32=cfg.causality_tol_fp32, tol_fp64=cfg.causality_tol_fp64)
+
+    def gradients() -> dict[str, Any]:
+        model = state["model"]
+        model.zero_grad(set_to_none=True)
+        x, y = _batch(tokens("train"), 4, T, rng)
+        torch.manual_seed(cfg.seed)
+        loss = model.loss(x, y)
+        if not torch.isfinite(loss):
+            raise CheckFailed(f"loss is {float(loss)} on real tokens")
+        loss.backward()
+        missing, bad, zero = [], [], []
+        sq = 0.0
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if p.grad is None:
+                missing.append(name)
+            elif not torch.isfinite(p.grad).all():
+                bad.append(name)
+            else:
+                sq += float(p.grad.double().pow(2).sum())
+                if not p.grad.any():
+                    zero.append(name)
+        model.zero_grad(set_to_none=True)
+        figures = {"loss": float(loss), "grad_norm": math.sqrt(sq), "zero_grad_params": zero[:5]}
+        if bad:
+            raise CheckFailed(f"non-finite gradients in {len(bad)} parameters, first {bad[0]}", figures)
+        if missing:
+            raise CheckFailed(f"no gradient reaches {len(missing)} parameters (unused in forward?), "
+                              f"first {missing[0]}", figures)
+        return figures
+
+    def speed_memory() -> dict[str, Any]:
+        model = state["model"]
+        B = cfg.speed_batch
+        g = torch.Generator().manual_seed(cfg.seed + 2)
+        x = torch.randint(0, V, (B, T), generator=g)
+        y = torch.randint(0, V, (B, T), generator=g)
+        model.zero_grad(set_to_none=True)
+        loss, act = _saved_bytes(lambda: model.loss(x, y))
+        loss.backward()
+        times = []
+        for _ in range(cfg.speed_iters):
+            model.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            model.loss(x, y).backward()
+            times.append(time.perf_counter() - start)
+        model.zero_grad(set_to_none=True)
+        ms = min(times) * 1000
+        param_bytes = int(sum(p.numel() * p.element_size() for p in model.parameters()))
+        return {"fwd_bwd_ms": round(ms, 3), "tokens_per_s": round(B * T / (ms / 1000)),
+                "activation_bytes": int(act), "param_bytes": param_bytes,
+                "train_mem_bytes": int(act + 4 * param_bytes), "batch": B, "seq": T}
+
+    def effectiveness() -> dict[str, Any]:
+        model = state["model"]
+        model.zero_grad(set_to_none=True)
+        vx, vy = _batch(tokens("val"), cfg.train_batch, T, np.random.default_rng(cfg.seed + 3))
+
+        def evaluate() -> float:
+            model.eval()
+            with torch.no_grad():
+                val = float(model.loss(vx, vy))
+            model.train()
+            return val
+
+        before = evaluate()
+        opt = torch.optim.AdamW(model.parameters(), lr=scale.lr, betas=(0.9, 0.95), weight_decay=0.1)
+        losses = []
+        for step in range(cfg.train_steps):
+            x, y = _batch(tokens("train"), cfg.train_batch, T, rng)
+            loss = model.loss(x, y)
+            if not torch.isfinite(loss):
+                raise CheckFailed(f"training loss became {float(loss)} at step {step}",
+                                  {"loss_before": before, "losses": losses})
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(round(float(loss), 4))
+        after = evaluate()
+        rel = (before - after) / before if before > 0 else 0.0
+        figures = {"loss_before": before, "loss_after": after, "rel_drop": rel, "steps": cfg.train_steps,
+                   "first_train_loss": losses[0], "last_train_loss": losses[-1]}
+        if not math.isfinite(after):
+            raise CheckFailed(f"held-out loss is {after} after {cfg.train_steps} steps", figures)
+        if rel < cfg.min_rel_loss_drop:
+            raise CheckFailed(f"held-out loss fell only {rel:.1%} ({before:.3f} -> {after:.3f}) over "
+                              f"{cfg.train_steps} AdamW steps (need {cfg.min_rel_loss_drop:.0%}); the model "
+                              f"does not learn", figures)
+        return figures
+
+    steps = {"params": params, "forward": forward, "causality": causality, "gradients": gradients,
+             "speed_memory": speed_memory, "effectiveness": effectiveness}
+    if runner.run("graph", graph):
+        for name in JUDGE_CHECKS:
+            if name not in only and name != "forward":
+                continue
+            if not runner.run(name, steps[name]) and name == "forward":
+                break
+    report({"phase": "done"})
+    return {"checks": [r.model_dump() for r in runner.results]}
