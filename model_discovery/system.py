@@ -21,6 +21,7 @@ from model_discovery.config import ConfigError, SystemConfig
 from model_discovery.design import DesignFlow, DesignOutcome
 from model_discovery.evolution import LeaderboardRow
 from model_discovery.gau.library import list_seeds, load_seed
+from model_discovery.safe_io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class DiscoverySystem:
         for res in self.tree.results(parents[0], job.scale) if parents else []:
             results.update({f"parent_{k}": v for k, v in flat(res.fitness, res.record).items()})
         note = self.observer.observe(job.design, {k: v for k, v in results.items() if v is not None})
-        (Path(job.out_dir) / "observation.md").write_text(note + "\n")
+        write_text(Path(job.out_dir) / "observation.md", note + "\n")
 
     def discover(self, steps: int | None = None, goal: str = "", progress: bool = True) -> DiscoveryReport:
         """Bootstrap, then ``steps`` rounds of (design step, verifications)."""

@@ -41,11 +41,13 @@ def _case(lm: GraphLM, length: int, dtype: torch.dtype, seed: int, chunk: int) -
     mode = "train" if lm.training else "eval"
     g = torch.Generator().manual_seed(seed)
     V = lm.vocab_size
+    device = lm.embedding.device
     base = torch.randint(0, V, (1, length), generator=g)
     rows = base.repeat(length - 1, 1)
     for s in range(length - 1):
         shift = torch.randint(1, V, (length - s - 1,), generator=g)
         rows[s, s + 1:] = (base[0, s + 1:] + shift) % V
+    base, rows = base.to(device), rows.to(device)
     worst, where, scale = 0.0, None, 0.0
     for lo in range(0, length - 1, chunk):
         n = min(chunk, length - 1 - lo)

@@ -1,9 +1,12 @@
 """The verification engine: build a design's LM at a rung, train it, evaluate it, record it.
 
-Design code is untrusted, so everything that executes it (building the LM, training,
-evaluation, probes) runs in :func:`sandbox_entry` inside the sandboxed subprocess of
-:mod:`model_discovery.check.sandbox`. The trusted parent prepares the token data (which needs
-writes to the cache), logs the outcome to wandb and writes ``<out_dir>/verify_result.json``.
+Design code is untrusted, so it runs only in :func:`export_entry`, in the design's sandboxed
+process (:mod:`model_discovery.check.sandbox`), which builds the LM and exports its operator
+graph and weights (:mod:`model_discovery.check.graph`) to a fresh directory. The judge's own
+sandboxed process then runs :func:`sandbox_entry`, trusted code only: it trains the graph, tests
+its causality after training (a leak fails the record before any fitness exists), evaluates it
+with lm-eval and trains the probe graphs. The trusted parent prepares the token data (which
+needs writes to the cache), logs the outcome to wandb and writes ``<out_dir>/verify_result.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from model_discovery.errors import one_line
 
 log = logging.getLogger(__name__)
 SANDBOX_TARGET = "model_discovery.verify.engine:sandbox_entry"
+EXPORT_TARGET = "model_discovery.verify.engine:export_entry"
 TRAIN_DIR = "train"
 
 # An executor runs the payload through sandbox_entry and returns
@@ -40,45 +44,94 @@ def _optional_module(name: str) -> Any | None:
     return importlib.import_module(name)
 
 
-# -- inside the sandbox ------------------------------------------------------------------------
-def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
-    """Train and evaluate one design; runs untrusted code, so call it only inside the sandbox.
+# -- the design's sandbox: build and export -----------------------------------------------------
+def export_entry(payload: dict[str, Any]) -> dict[str, Any]:
+    """Build the design's LM (and, with ``probes``, one fresh probe-rung LM per probe) and export
+    their graph bundles into ``graph_dir`` (``lm/`` and ``probe/``). Runs design code: call it only
+    inside the design's sandbox (``allowed_imports`` set) or on trusted designs in-process.
 
-    ``payload`` (JSON): ``design`` (design JSON text), ``scale`` (ScaleConfig dict), ``data_dir``
-    (a built token directory), ``data_config`` (DataConfig dict), ``cache_dir``, ``out_dir``,
-    ``eval``, ``probes`` (bools), ``seed`` and ``train`` (TrainConfig overrides, e.g.
-    ``{"train_tokens": 20000}``). Returns a JSON dict: ``train`` (TrainResult dict),
-    ``eval_metrics``, ``probe_scores`` and ``warnings``. Raises when the design cannot be built
-    or trained (the sandbox turns that into a failed outcome).
+    ``payload``: ``design`` (JSON text), ``scale``, ``vocab_size``, ``seed``, ``micro_batch``,
+    ``short_len`` (the random shorter length traced for the causality test), ``probes``,
+    ``allowed_imports`` and ``graph_dir``. Returns the traced shapes.
     """
     import torch
 
-    from model_discovery.gau.compose import build_lm
-    from model_discovery.verify.data import TokenData, corpus_documents
-    from model_discovery.verify.trainer import TrainConfig, train
+    from model_discovery.check.graph import export_lm
+    from model_discovery.gau.compose import compile_design, load_module
+    from model_discovery.verify.probes import PROBE_SCALE, PROBE_VOCAB, PROBES, ProbeConfig, init_seed
 
     design = Design.model_validate_json(payload["design"])
     scale = ScaleConfig.model_validate(payload["scale"])
+    allowed = payload.get("allowed_imports")
+    name = f"gau_{design.name.replace('-', '_')}"
+    if allowed is None:  # trusted in-process path (tests on library seeds)
+        module = load_module(compile_design(design), name=name)
+    else:
+        from model_discovery.check.sandbox import load_untrusted_module
+
+        module = load_untrusted_module(compile_design(design), name, allowed)
+    graph_dir = Path(payload["graph_dir"])
+    T, micro = scale.context_len, int(payload["micro_batch"])
+    torch.manual_seed(int(payload.get("seed", 0)))
+    model = module.build_lm(scale.d_model, scale.n_block, int(payload["vocab_size"]), T)
+    shapes = [("train", micro, T), ("eval", micro, T), ("eval", micro, int(payload["short_len"]))]
+    export_lm(model, shapes, graph_dir / "lm")
+    out = {"lm": shapes}
+    if payload.get("probes"):
+        cfg, ps = ProbeConfig(), PROBE_SCALE
+        sets = {}
+        for probe in PROBES:
+            torch.manual_seed(init_seed(probe, 0))
+            lm = module.build_lm(ps.d_model, ps.n_block, PROBE_VOCAB, ps.context_len)
+            sets[probe] = {**dict(lm.named_parameters()), **dict(lm.named_buffers())}
+        probe_shapes = [("train", cfg.batch_size, cfg.seq_len), ("eval", cfg.batch_size, cfg.seq_len)]
+        export_lm(lm, probe_shapes, graph_dir / "probe", weights=sets)
+        out["probe"] = probe_shapes
+    return out
+
+
+# -- the judge's sandbox: train, test, evaluate the graph ----------------------------------------
+def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
+    """Train and evaluate one exported design; trusted code only (no design Python runs here).
+
+    ``payload`` (JSON): ``graph_dir`` (bundles from :func:`export_entry`), ``scale`` (ScaleConfig
+    dict), ``data_dir`` (a built token directory), ``data_config`` (DataConfig dict),
+    ``cache_dir``, ``out_dir``, ``eval``, ``probes`` (bools), ``seed``, ``causality_seed`` and
+    ``train`` (TrainConfig overrides, e.g. ``{"train_tokens": 20000}``). Returns a JSON dict:
+    ``train`` (TrainResult dict), ``causality`` (figures), ``eval_metrics``, ``probe_scores`` and
+    ``warnings``; or ``failure`` (``kind``, ``error``) when the trained graph is not causal.
+    """
+    from model_discovery.check.causality import CausalityLeak, test_causality
+    from model_discovery.check.graph import load_graph_lm
+    from model_discovery.check.report import CheckConfig
+    from model_discovery.verify.data import TokenData, corpus_documents
+    from model_discovery.verify.trainer import TrainConfig, train
+
+    scale = ScaleConfig.model_validate(payload["scale"])
     data = TokenData.open(payload["data_dir"])
     out_dir = Path(payload["out_dir"])
+    graph_dir = Path(payload["graph_dir"])
     seed = int(payload.get("seed", 0))
     overrides = dict(payload.get("train") or {})
     train_tokens = overrides.pop("train_tokens", None)
+    tolerances = CheckConfig()
+    causal_seed = int(payload.get("causality_seed", seed))
+
+    def causal(lm: Any) -> dict[str, Any]:
+        return test_causality(lm, seed=causal_seed, tol_fp32=tolerances.causality_tol_fp32,
+                              tol_fp64=tolerances.causality_tol_fp64)
+
+    import torch
 
     torch.manual_seed(seed)
-    vocab = max(scale.vocab_size, data.vocab_size)
-    allowed = payload.get("allowed_imports")
-    if allowed is None:  # trusted in-process path (tests on library seeds)
-        model = build_lm(design, scale, vocab_size=vocab)
-    else:  # inside the sandbox: design code runs with restricted builtins and imports
-        from model_discovery.check.sandbox import load_untrusted_module
-        from model_discovery.gau.compose import compile_design
-
-        module = load_untrusted_module(compile_design(design), f"gau_{design.name.replace('-', '_')}", allowed)
-        model = module.build_lm(scale.d_model, scale.n_block, vocab, scale.context_len)
+    model = load_graph_lm(graph_dir / "lm")
     config = TrainConfig.from_scale(scale, model.num_params(), train_tokens=train_tokens,
                                     **{"seed": seed, "progress": False, **overrides})
     result = train(model, data, config, run_dir=out_dir / TRAIN_DIR)
+    try:  # before any figure of the trained model counts
+        causality = causal(model)
+    except CausalityLeak as exc:
+        return {"failure": {"kind": "causality", "error": f"after training: {exc}"}}
 
     warnings: list[str] = []
     eval_metrics: dict[str, float] = {}
@@ -94,15 +147,18 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - a trained design keeps its result
             warnings.append(f"evaluation failed: {one_line(exc)}")
     probe_scores: dict[str, float] = {}
-    if payload.get("probes", True):
+    if payload.get("probes", True) and (graph_dir / "probe").exists():
         try:
             from model_discovery.verify.probes import run_probes
 
             # probes train at their own tiny rung: a property of the design, not of this rung
-            probe_scores = _floats(run_probes(design))
+            probe_scores = _floats(run_probes(lambda name: load_graph_lm(graph_dir / "probe", weight_set=name),
+                                              after_training=causal))
+        except CausalityLeak as exc:
+            return {"failure": {"kind": "causality", "error": f"probe LM after training: {exc}"}}
         except Exception as exc:  # noqa: BLE001 - a trained design keeps its result
             warnings.append(f"probes failed: {one_line(exc)}")
-    return {"train": result.model_dump(mode="json"), "eval_metrics": eval_metrics,
+    return {"train": result.model_dump(mode="json"), "causality": causality, "eval_metrics": eval_metrics,
             "probe_scores": probe_scores, "warnings": warnings}
 
 
@@ -114,18 +170,64 @@ def _floats(scores: Any) -> dict[str, float]:
 
 
 # -- executors ---------------------------------------------------------------------------------
+def _graph_payload(payload: dict[str, Any], graph_dir: Path) -> dict[str, Any]:
+    """Add what the export needs: the vocabulary, micro-batch and random shorter length."""
+    import secrets
+
+    from model_discovery.verify.data import TokenData
+    from model_discovery.verify.trainer import TrainConfig
+
+    scale = ScaleConfig.model_validate(payload["scale"])
+    vocab = max(scale.vocab_size, TokenData.open(payload["data_dir"]).vocab_size)
+    overrides = {k: v for k, v in dict(payload.get("train") or {}).items() if k != "train_tokens"}
+    micro = TrainConfig.from_scale(scale, 1, **overrides).micro_size
+    T = scale.context_len
+    return {**payload, "graph_dir": str(graph_dir), "vocab_size": vocab, "micro_batch": micro,
+            "short_len": secrets.SystemRandom().randint(max(2, T // 4), max(2, T - 1)),
+            "causality_seed": secrets.randbelow(2**31)}
+
+
+def _judged(result: dict[str, Any] | None, wall: float, peak: int
+            ) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
+    failure = (result or {}).get("failure")
+    if isinstance(failure, dict):
+        return False, None, str(failure.get("error") or "failed"), str(failure.get("kind") or "error"), wall, peak
+    return True, result, "", "", wall, peak
+
+
 def _execute_sandboxed(payload: dict[str, Any], out_dir: Path, limits: Any = None
                        ) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
-    """Run :func:`sandbox_entry` in the sandboxed subprocess (writes allowed in ``out_dir`` only)."""
+    """Export in the design's sandbox (writes only a fresh graph dir), then train and evaluate the
+    graph in the judge's sandbox (writes only ``out_dir``)."""
+    import shutil
+    import tempfile
+
     from model_discovery.check import sandbox
 
     if limits is None:
         limits = sandbox_limits(payload, out_dir)
-    payload = {**payload, "allowed_imports": list(limits.allowed_imports)}
-    outcome = sandbox.run_sandboxed(SANDBOX_TARGET, payload, limits)
-    error = " ".join(str(outcome.error or "").split())
-    return (bool(outcome.ok), outcome.result if outcome.ok else None, error, str(outcome.kind or ""),
-            float(outcome.wall_s or 0.0), int(outcome.peak_rss_bytes or 0))
+    graph_dir = Path(tempfile.mkdtemp(prefix="modis-verify-graph-"))
+    try:
+        payload = _graph_payload(payload, graph_dir)
+        design_limits = limits.model_copy(update={"writable_dirs": [graph_dir], "init_cuda": False,
+                                                  "address_space_bytes": None})
+        export = sandbox.run_sandboxed(EXPORT_TARGET, {**payload, "allowed_imports": list(limits.allowed_imports)},
+                                       design_limits)
+        wall, peak = float(export.wall_s or 0.0), int(export.peak_rss_bytes or 0)
+        if not export.ok:
+            error = " ".join(f"design export: {export.error or 'failed'}".split())
+            return False, None, error, str(export.kind or ""), wall, peak
+        reads = [graph_dir, Path(payload["data_dir"]), Path(payload["cache_dir"]), *limits.readable_paths]
+        judge_limits = limits.model_copy(update={
+            "readable_paths": [p for p in reads if p.exists()], "writable_dirs": [out_dir]})
+        outcome = sandbox.run_sandboxed(SANDBOX_TARGET, payload, judge_limits)
+        wall += float(outcome.wall_s or 0.0)
+        peak = max(peak, int(outcome.peak_rss_bytes or 0))
+        if not outcome.ok:
+            return False, None, " ".join(str(outcome.error or "").split()), str(outcome.kind or ""), wall, peak
+        return _judged(outcome.result, wall, peak)
+    finally:
+        shutil.rmtree(graph_dir, ignore_errors=True)
 
 
 def sandbox_limits(payload: dict[str, Any], out_dir: Path) -> Any:
@@ -203,17 +305,25 @@ def _quiet_lm_eval() -> None:
 
 def _execute_in_process(payload: dict[str, Any], out_dir: Path
                         ) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
-    """Run :func:`sandbox_entry` in this process: trusted seeds in tests only."""
-    from model_discovery.verify.trainer import peak_memory_bytes
+    """Export and judge in this process: trusted seeds in tests only (the same two steps)."""
+    import shutil
+    import tempfile
 
     import torch
 
+    from model_discovery.verify.trainer import peak_memory_bytes
+
     t0 = time.perf_counter()
+    graph_dir = Path(tempfile.mkdtemp(prefix="modis-verify-graph-"))
     try:
+        payload = _graph_payload(payload, graph_dir)
+        export_entry(payload)
         result = sandbox_entry(payload)
     except Exception as exc:  # noqa: BLE001 - mirror the sandbox's failed outcome
         return False, None, one_line(exc), "exception", time.perf_counter() - t0, 0
-    return True, result, "", "", time.perf_counter() - t0, peak_memory_bytes(torch.device("cpu"))
+    finally:
+        shutil.rmtree(graph_dir, ignore_errors=True)
+    return _judged(result, time.perf_counter() - t0, peak_memory_bytes(torch.device("cpu")))
 
 
 # -- the engine --------------------------------------------------------------------------------

@@ -251,13 +251,34 @@ def _lr(step: int, steps: int, cfg: ProbeConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
 
-def train_probe(design: Design, name: str, scale: ScaleConfig, cfg: ProbeConfig, seed: int) -> float:
-    """Train a fresh LM of ``design`` on probe ``name`` and return its held-out accuracy in [0, 1]."""
+LMFactory = Callable[[str], nn.Module]
+
+
+def init_seed(name: str, seed: int) -> int:
+    """The torch seed a probe's fresh LM is initialised with."""
+    return seed * 1000 + PROBES.index(name)
+
+
+def design_factory(design: Design, scale: ScaleConfig) -> LMFactory:
+    """Fresh LMs of ``design`` at the probe rung, one per probe (runs the design's code here)."""
+
+    def make(name: str) -> nn.Module:
+        return build_lm(design, scale, vocab_size=PROBE_VOCAB)
+
+    return make
+
+
+def train_probe(make_lm: LMFactory, name: str, scale: ScaleConfig, cfg: ProbeConfig, seed: int,
+                after_training: Callable[[nn.Module], None] | None = None) -> float:
+    """Train a fresh LM (``make_lm(name)``) on probe ``name``; return its held-out accuracy in [0, 1].
+
+    ``after_training`` sees the trained LM before it is scored (the judge tests causality there).
+    """
     gen = _generator(name, seed)
     data_rng = np.random.default_rng([seed, PROBES.index(name), 1])
     eval_rng = np.random.default_rng([seed, PROBES.index(name), 2])
-    torch.manual_seed(seed * 1000 + PROBES.index(name))
-    lm = build_lm(design, scale, vocab_size=PROBE_VOCAB)
+    torch.manual_seed(init_seed(name, seed))
+    lm = make_lm(name)
     head = CompressionHead(scale.d_model, compression_length(cfg.seq_len), PROBE_VOCAB) \
         if name == "compression" else None
     model = _ProbeModel(lm, head)
@@ -274,6 +295,8 @@ def train_probe(design: Design, name: str, scale: ScaleConfig, cfg: ProbeConfig,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+    if after_training is not None:
+        after_training(lm)
     model.eval()
     held = gen(eval_rng, cfg.eval_examples, cfg.seq_len)
     correct = total = 0
@@ -287,18 +310,21 @@ def train_probe(design: Design, name: str, scale: ScaleConfig, cfg: ProbeConfig,
     return correct / max(1, total)
 
 
-def run_probes(design: Design, scale: ScaleConfig | None = None, probes: Sequence[str] | None = None,
-               steps: int | None = None, seed: int = 0, config: ProbeConfig | None = None) -> dict[str, float]:
+def run_probes(design: Design | LMFactory, scale: ScaleConfig | None = None, probes: Sequence[str] | None = None,
+               steps: int | None = None, seed: int = 0, config: ProbeConfig | None = None,
+               after_training: Callable[[nn.Module], None] | None = None) -> dict[str, float]:
     """Run the synthetic probes on ``design``; return ``{"probe/<name>": acc, …, "probe/mean": mean}``.
 
     Args:
-        design: the design to probe (its code runs here: sandbox untrusted designs).
+        design: the design to probe (its code runs here: trusted designs only), or a factory of
+            fresh LMs per probe name (the judge's graph LMs).
         scale: the tiny rung to train at (default :data:`PROBE_SCALE`); its vocabulary is
             replaced by the probe vocabulary (64) and its context must hold ``config.seq_len``.
         probes: names from :data:`PROBES` (default: all).
         steps: optimizer steps per probe (overrides ``config.steps``).
         seed: seeds data, initialisation and the memorization table.
         config: training and scoring settings.
+        after_training: called with each trained LM before it is scored.
 
     The caller's torch RNG state is left untouched.
     """
@@ -317,6 +343,7 @@ def run_probes(design: Design, scale: ScaleConfig | None = None, probes: Sequenc
     if scale.context_len < cfg.seq_len:
         raise ProbeError(f"scale {scale.name} context_len {scale.context_len} is shorter than probe "
                          f"sequences ({cfg.seq_len} tokens)")
+    make_lm = design_factory(design, scale) if isinstance(design, Design) else design
     threads = torch.get_num_threads()
     out: dict[str, float] = {}
     with torch.random.fork_rng(devices=[]):
@@ -324,7 +351,7 @@ def run_probes(design: Design, scale: ScaleConfig | None = None, probes: Sequenc
             torch.set_num_threads(cfg.threads)
         try:
             for name in names:
-                out[f"probe/{name}"] = train_probe(design, name, scale, cfg, seed)
+                out[f"probe/{name}"] = train_probe(make_lm, name, scale, cfg, seed, after_training)
         finally:
             torch.set_num_threads(threads)
     out["probe/mean"] = float(np.mean([out[f"probe/{n}"] for n in names]))

@@ -67,13 +67,10 @@ class VerifyResult(BaseModel):
         return self.status == "ok"
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``<out_dir>/verify_result.json`` atomically; returns the path."""
-        path = Path(out_dir) / RESULT_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.model_dump_json(indent=2))
-        tmp.replace(path)
-        return path
+        """Write ``<out_dir>/verify_result.json`` atomically, never through a symlink; returns the path."""
+        from model_discovery.safe_io import write_text
+
+        return write_text(Path(out_dir) / RESULT_NAME, self.model_dump_json(indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> "VerifyResult":

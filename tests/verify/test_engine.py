@@ -139,3 +139,41 @@ def test_verify_command_rejects_unknown_designs_and_scales(tmp_path: Path, capsy
     assert "unknown seed 'no-such-seed'" in capsys.readouterr().err
     assert verify_command("gpt2", "huge", str(tmp_path)) == 2
     assert "unknown scale 'huge'" in capsys.readouterr().err
+
+
+def gated_leak_design() -> Design:
+    """gpt2 whose MLP adds the next token's input behind a learnable gate that starts at zero:
+    exactly causal when checked, leaking as soon as training moves the gate."""
+    seed = load_seed("gpt2")
+    units = dict(seed.units)
+    source = units["GeluMLP"].source
+    source = source.replace("super().__init__(d_model, block_loc, ctx)",
+                            "super().__init__(d_model, block_loc, ctx)\n"
+                            "        self.gate = nn.Parameter(torch.zeros(1))", 1)
+    head, sep, tail = source.partition("def _forward(self, X, **Z):\n")
+    body = "        X = X + self.gate * torch.roll(X, -1, 1)\n"
+    units["GeluMLP"] = UnitSpec(**{**units["GeluMLP"].model_dump(), "source": head + sep + body + tail})
+    return Design(name="gpt2-gated-leak", root=seed.root, units=units)
+
+
+def test_a_leak_that_grows_in_training_fails_verification(tmp_path: Path) -> None:
+    from model_discovery.check import run_checks
+
+    design = gated_leak_design()
+    assert run_checks(design, "micro").get("causality").passed  # the gate is exactly zero at the check
+    record = verify_design(design, TINY, tmp_path, data_config=DATA, eval=False, probes=False, wandb=False,
+                           train_overrides=BUDGET)
+    assert record.status == "failed" and record.error_kind == "causality", record.error
+    assert record.error.startswith("after training: not causal") and record.train is None
+
+
+def test_the_record_is_never_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / RESULT_NAME).symlink_to(outside)
+    (out / f".{RESULT_NAME}.tmp").symlink_to(outside)
+    record = in_process(load_seed("gpt2"), out)
+    assert record.status == "ok" and outside.read_text() == "keep me"
+    assert not (out / RESULT_NAME).is_symlink() and VerifyResult.load(out).fingerprint == record.fingerprint
