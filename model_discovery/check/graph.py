@@ -337,18 +337,28 @@ class GraphLM(nn.Module):
         if EMBEDDING not in bundle.params:
             raise GraphError(f"{where}: no trainable {EMBEDDING!r}")
         self.vocab_size, self.d_model = bundle.vocab_size, bundle.d_model
-        self.names = names
-        self.weights = nn.ParameterList(
-            nn.Parameter(tensors[prefix + n].clone(), requires_grad=tensors[prefix + n].is_floating_point())
-            for n in bundle.params)
-        self._buffers_list = [tensors[prefix + n].clone() for n in bundle.buffers]
-        for i, b in enumerate(self._buffers_list):
-            self.register_buffer(f"buffer_{i}", b)
-        emb = self.weights[bundle.params.index(EMBEDDING)]
+        # the weights live under their own names, so state_dict() matches the design's LM
+        self._slots: list[tuple[nn.Module, str]] = []
+        for i, n in enumerate(names):
+            *path, leaf = n.split(".")
+            owner: nn.Module = self
+            try:
+                for part in path:
+                    if part not in owner._modules:
+                        owner.add_module(part, nn.Module())
+                    owner = owner._modules[part]
+                t = tensors[prefix + n].clone()
+                if i < len(bundle.params):
+                    owner.register_parameter(leaf, nn.Parameter(t, requires_grad=t.is_floating_point()))
+                else:
+                    owner.register_buffer(leaf, t)
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise GraphError(f"{where}: weight name {n!r} is not usable: {exc}") from exc
+            self._slots.append((owner, leaf))
+        emb = self.get_parameter(EMBEDDING)
         if tuple(emb.shape) != (bundle.vocab_size, bundle.d_model):
             raise GraphError(f"{where}: {EMBEDDING} has shape {tuple(emb.shape)}, expected "
                              f"{(bundle.vocab_size, bundle.d_model)}")
-        self._emb_index = bundle.params.index(EMBEDDING)
         constants = {k: tensors[f"const/{k}"] for k in bundle.constants if f"const/{k}" in tensors}
         self.graphs = [_Compiled(g, len(names), constants, f"{where} graph {i} ({g.mode}, T={g.seq_len})")
                        for i, g in enumerate(bundle.graphs)]
@@ -359,7 +369,7 @@ class GraphLM(nn.Module):
 
     @property
     def embedding(self) -> torch.Tensor:
-        return self.weights[self._emb_index]
+        return self.get_parameter(EMBEDDING)
 
     def lengths(self, mode: Mode) -> list[int]:
         return sorted({g.spec.seq_len for g in self.graphs if g.spec.mode == mode})
@@ -372,7 +382,7 @@ class GraphLM(nn.Module):
         return min(fits, key=lambda g: g.spec.seq_len)
 
     def _state(self) -> list[torch.Tensor]:
-        return [*self.weights, *(getattr(self, f"buffer_{i}") for i in range(len(self._buffers_list)))]
+        return [getattr(owner, leaf) for owner, leaf in self._slots]
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         if idx.dim() != 2:
@@ -402,7 +412,7 @@ class GraphLM(nn.Module):
         return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
 
     def num_params(self, non_embedding: bool = True) -> int:
-        n = sum(p.numel() for p in self.weights)
+        n = sum(p.numel() for p in self.parameters())
         return n - self.embedding.numel() if non_embedding else n
 
 
