@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 .PHONY: venv discover test test-fast bench clean
 
 $(STAMP): pyproject.toml
+	# The sandbox needs bubblewrap (kernel namespaces); as root, install it from the distribution.
+	command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null); } || \
+	  echo "warning: bubblewrap is missing: sandboxed checks will fail closed until it is installed"
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# CPU torch first (a local wheel); a plain `torch` requirement would pull a CUDA build.

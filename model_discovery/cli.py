@@ -89,11 +89,14 @@ def design(
 
 @app.command()
 def check(ref: str = typer.Argument(..., help="design JSON path or seed name"),
-          scale: str = typer.Option("micro", "--scale", "-s")) -> None:
+          scale: str = typer.Option("micro", "--scale", "-s"),
+          timeout: Optional[float] = typer.Option(None, "--timeout", min=1.0,
+                                                  help="wall-clock seconds for the sandboxed checks (default 120 "
+                                                       "per sandboxed process)")) -> None:
     """Check a design in the sandbox and print the report."""
     from model_discovery.check import check_command
 
-    raise typer.Exit(check_command(ref, scale))
+    raise typer.Exit(check_command(ref, scale, timeout_s=timeout))
 
 
 def _check_device(value: Optional[str]) -> Optional[str]:

@@ -1,8 +1,10 @@
-"""Checker: static checks of a design, then dynamic checks inside a sandboxed subprocess.
+"""Checker: static checks of a design, then its export in one sandboxed process and the judge's
+verdicts, computed from the exported graph, in another (see docs/security.md).
 
 ``run_checks(design, scale) -> CheckReport``; ``format_report(report)``; ``check_command(ref, scale)``
 for the CLI; ``sandbox.run_sandboxed(target, payload, limits) -> SandboxOutcome`` for any trusted
-code that must execute untrusted design code (the verifier uses it too).
+code that must execute untrusted design code (the verifier uses it too); ``graph.GraphLM`` runs an
+exported design without its Python; ``causality.test_causality`` is the judge's causality test.
 """
 
 from model_discovery.check.checks import (ReferenceFigures, check_command, reference_figures, run_checks,

@@ -208,14 +208,22 @@ def graph_shapes(scale: ScaleConfig, batch: int, rng: secrets.SystemRandom | Non
 
 
 def run_dynamic(design: Design, source: str, scale: ScaleConfig, limits: SandboxLimits,
-                config: CheckConfig, only: list[str] | None = None,
-                cache_dir: str | None = None) -> tuple[list[CheckResult], SandboxOutcome]:
+                config: CheckConfig, only: list[str] | None = None, cache_dir: str | None = None,
+                timeout_s: float | None = None) -> tuple[list[CheckResult], SandboxOutcome]:
     """The design's process builds and exports; the judge's process computes every other verdict.
 
     Two sandboxed children: :func:`~model_discovery.check.dynamic.export_design` (design code,
     may write only the graph directory) and :func:`~model_discovery.check.judge.judge_design`
-    (no design code; reads the graph as data). Sandbox failures become failing checks.
+    (no design code; reads the graph as data). Sandbox failures become failing checks. With
+    ``timeout_s`` both children together get that many wall-clock seconds.
     """
+    deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+
+    def within(lim: SandboxLimits) -> SandboxLimits:
+        if deadline is None:
+            return lim
+        return lim.model_copy(update={"wall_time_s": max(0.5, deadline - time.monotonic())})
+
     tokens = check_tokens(scale.vocab_size, cache_dir=cache_dir)
     inputs = Path(tempfile.mkdtemp(prefix="modis-check-in-"))
     graph_dir = Path(tempfile.mkdtemp(prefix="modis-check-graph-"))
@@ -224,14 +232,14 @@ def run_dynamic(design: Design, source: str, scale: ScaleConfig, limits: Sandbox
         export = {"design": design.model_dump(mode="json"), "source": source, "scale": scale.model_dump(mode="json"),
                   "allowed_imports": list(limits.allowed_imports), "seed": config.seed,
                   "shapes": graph_shapes(scale, config.train_batch), "graph_dir": str(graph_dir)}
-        outcome = run_sandboxed(EXPORT_TARGET, export, limits.model_copy(update={"writable_dirs": [graph_dir]}))
+        outcome = run_sandboxed(EXPORT_TARGET, export, within(limits.model_copy(update={"writable_dirs": [graph_dir]})))
         results = _sandbox_results(outcome, design, DESIGN_CHECKS)
         if outcome.ok and all(r.passed for r in results) and any(r.name == "export" for r in results):
             judge = {"graph_dir": str(graph_dir), "scale": scale.model_dump(mode="json"),
                      "config": config.model_dump(mode="json"), "train_path": str(train_path),
                      "val_path": str(val_path), "only": only, "causality_seed": secrets.randbelow(2**31)}
-            outcome = run_sandboxed(JUDGE_TARGET, judge, limits.model_copy(update={
-                "readable_paths": [*limits.readable_paths, inputs, graph_dir], "writable_dirs": []}))
+            outcome = run_sandboxed(JUDGE_TARGET, judge, within(limits.model_copy(update={
+                "readable_paths": [*limits.readable_paths, inputs, graph_dir], "writable_dirs": []})))
             results += _sandbox_results(outcome, design, ("graph", *JUDGE_CHECKS))
     finally:
         shutil.rmtree(inputs, ignore_errors=True)
@@ -294,12 +302,13 @@ def _judge_speed(result: CheckResult, ref: ReferenceFigures, config: CheckConfig
 
 def run_checks(design: Design, scale: str | ScaleConfig = "micro", reference: ReferenceFigures | None = None,
                limits: SandboxLimits | None = None, config: CheckConfig | None = None,
-               cache_dir: str | Path | None = None) -> CheckReport:
+               cache_dir: str | Path | None = None, timeout_s: float | None = None) -> CheckReport:
     """Check ``design`` at ``scale``: static checks here, dynamic checks in one sandboxed child.
 
     ``reference`` gives the GPT-2 figures to judge speed/memory against; when None they are
-    measured once per process (and stored in ``cache_dir`` when given). Never raises for a bad
-    design: every problem becomes a failing check, and ``first_error`` is its one-line message.
+    measured once per process (and stored in ``cache_dir`` when given). ``timeout_s`` bounds the
+    wall-clock time of the design's sandboxed checks. Never raises for a bad design: every
+    problem becomes a failing check, and ``first_error`` is its one-line message.
     """
     start = time.perf_counter()
     sc = scale if isinstance(scale, ScaleConfig) else get_scale(scale)
@@ -308,7 +317,7 @@ def run_checks(design: Design, scale: str | ScaleConfig = "micro", reference: Re
     results, source = static_checks(design, list(limits.allowed_imports))
     if source is not None:
         dyn, _ = run_dynamic(design, source, sc, limits, config,
-                             cache_dir=str(cache_dir) if cache_dir else None)
+                             cache_dir=str(cache_dir) if cache_dir else None, timeout_s=timeout_s)
         results += dyn
         speed = next((r for r in results if r.name == "speed_memory" and r.passed), None)
         if speed is not None:
@@ -324,17 +333,26 @@ def run_checks(design: Design, scale: str | ScaleConfig = "micro", reference: Re
                        total_seconds=round(time.perf_counter() - start, 3))
 
 
-def check_command(ref: str, scale: str = "micro") -> int:
-    """CLI body of ``modis check PATH_OR_DESIGN``: print the report; 0 passed, 1 failed, 2 bad input."""
+def check_command(ref: str, scale: str = "micro", timeout_s: float | None = None) -> int:
+    """CLI body of ``modis check PATH_OR_DESIGN``: print the report; 0 passed, 1 failed, 2 bad input.
+
+    SIGTERM ends the check like Ctrl-C: the sandboxed children die and temporary directories go.
+    """
+    import signal
+    import sys
+    import threading
+
     from model_discovery.gau.library import load_design
 
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         design = load_design(ref)
         sc = get_scale(scale)
     except (DesignError, KeyError) as exc:
         print(f"error: {str(exc).strip(chr(34))}")
         return 2
-    report = run_checks(design, sc)
+    report = run_checks(design, sc, timeout_s=timeout_s)
     print(format_report(report))
     return 0 if report.passed else 1
 

@@ -238,6 +238,19 @@ def _resolve(target: str, where: str) -> Callable[..., Any]:
     return fn
 
 
+def _written_args(fn: Callable[..., Any]) -> tuple[int | str, ...]:
+    """Positions (or keyword names) of the arguments an operator writes to, from its schema."""
+    schema = getattr(fn, "_schema", None)
+    if schema is None:
+        return ()
+    out: list[int | str] = []
+    for i, arg in enumerate(schema.arguments):
+        info = arg.alias_info
+        if info is not None and info.is_write:
+            out.append(arg.name if arg.kwarg_only else i)
+    return tuple(out)
+
+
 class _Compiled:
     """A validated graph: resolved operators and argument references checked in order."""
 
@@ -247,6 +260,8 @@ class _Compiled:
             raise GraphError(f"{where}: {len(spec.inputs)} inputs, expected {n_state} weights and the tokens")
         known = set(spec.inputs)
         self.steps: list[tuple[str, Callable[..., Any], list[Any], dict[str, Any], bool]] = []
+        self.mutating: dict[int, tuple[int | str, ...]] = {}  # step -> the arguments it writes to
+        self.constants = constants
         for i, node in enumerate(spec.nodes):
             at = f"{where} node {i} ({node.name})"
             if node.name in known:
@@ -265,6 +280,9 @@ class _Compiled:
             else:
                 fn = _resolve(node.target, at)
                 self.steps.append((node.name, fn, node.args, node.kwargs, "empty" in node.target.split(".")[1:2][0] if "." in node.target else False))
+                writes = _written_args(fn)
+                if writes:
+                    self.mutating[len(self.steps) - 1] = writes
             known.add(node.name)
         self._check_refs([spec.output], known, f"{where} output")
 
@@ -290,9 +308,17 @@ class _Compiled:
         env: dict[str, Any] = dict(zip(self.spec.inputs, [*state, tokens]))
         device = tokens.device
         grad = torch.is_grad_enabled()
+        protected = {t.untyped_storage().data_ptr() for t in (*state, tokens, *self.constants.values())}
         try:
-            for name, fn, args, kwargs, fresh in self.steps:
-                out = fn(*_decode(args, env, device), **{k: _decode(v, env, device) for k, v in kwargs.items()})
+            for i, (name, fn, args, kwargs, fresh) in enumerate(self.steps):
+                a = _decode(args, env, device)
+                kw = {k: _decode(v, env, device) for k, v in kwargs.items()}
+                for w in self.mutating.get(i, ()):
+                    target = (a[w] if w < len(a) else None) if isinstance(w, int) else kw.get(w)
+                    if isinstance(target, torch.Tensor) and target.untyped_storage().data_ptr() in protected:
+                        raise GraphError(f"node {name}: {fn} writes into the weights, a buffer or the input "
+                                         f"tokens; a design graph must be a pure function of them")
+                out = fn(*a, **kw)
                 if fresh and isinstance(out, torch.Tensor):
                     out = out.zero_()  # never hand out uninitialised memory
                 env[name] = out

@@ -91,3 +91,23 @@ def test_a_hung_child_dies_with_its_whole_namespace() -> None:
     assert out.kind in ("timeout", "violation")
     assert not [p for p in psutil.process_iter(["cmdline"])
                 if "model_discovery.check._child" in " ".join(p.info["cmdline"] or [])]
+
+
+def test_writes_by_dir_fd_and_torchscript_save_cannot_leave_the_sandbox(tmp_path: Path) -> None:
+    # the two routes around the hook's path check: a relative path with dir_fd, and ScriptModule.save
+    body = (f"fd = torch.os.open({str(tmp_path)!r}, torch.os.O_RDONLY)\n"
+            "torch.os.open('leak', torch.os.O_WRONLY | torch.os.O_CREAT, dir_fd=fd)\n")
+    out = hostile(body)
+    assert not out.ok and "No such file or directory" in out.error
+    body = (f"m = torch.jit.script(torch.nn.Linear(2, 2))\nm.save({str(tmp_path / 'leak.pt')!r})\nreturn 1")
+    out = hostile(body)
+    assert not out.ok
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_writable_dirs_share_the_total_quota(tmp_path: Path) -> None:
+    body = (f"for i in range(3):\n"
+            f"    torch.save(torch.zeros(10 * 2**20 // 4 * 4), {str(tmp_path)!r} + f'/part{{i}}.pt')\n"
+            "x = 0\nfor _ in range(10**8):\n    x += 1\nreturn x")
+    out = hostile(body, writable_dirs=[tmp_path], disk_bytes=64 * 2**20, wall_time_s=120)
+    assert out.kind == "violation" and "disk quota exceeded" in out.error
