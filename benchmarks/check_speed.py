@@ -1,4 +1,4 @@
-"""Seconds per full design check (static + sandboxed dynamic) on CPU at a scale, for every seed.
+"""Seconds per full design check (static, sandboxed export, the judge) on CPU at a scale, for every seed.
 
     .venv/bin/python benchmarks/check_speed.py [--scale micro] [--seeds gpt2,llama]
 
@@ -29,7 +29,7 @@ def main() -> int:
     ref = reference_figures(scale)
     print(f"reference gpt2 @ {scale.name}: {time.perf_counter() - start:.1f} s "
           f"(fwd+bwd {ref.fwd_bwd_ms:.1f} ms, train memory {ref.train_mem_bytes / 2**20:.1f} MiB)\n")
-    names = ["build", "params", "forward", "causality", "gradients", "speed_memory", "effectiveness"]
+    names = ["build", "export", "params", "forward", "causality", "gradients", "speed_memory", "effectiveness"]
     print(f"{'seed':<10} {'total_s':>8} {'verdict':<7} " + " ".join(f"{n[:9]:>9}" for n in names) + "  slowdown")
     worst = 0.0
     for seed in seeds:
