@@ -24,11 +24,12 @@ discover: $(STAMP)
 	$(BIN)/modis discover --config etc/discover-cpu.yaml
 	$(BIN)/modis tree show --run-dir runs/discover
 
+# two workers (the machines have two cores); a file's tests stay on one worker
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -36,10 +36,18 @@ class CheckFailed(Exception):
 
 
 def sandbox_warmup(threads: int = 1) -> None:
-    """Load what the checks use before lockdown."""
-    from model_discovery.check.dynamic import sandbox_warmup as warm
-
-    warm(threads)
+    """Load what the checks use before lockdown (no tracing: the judge only runs graphs)."""
+    torch.set_num_threads(max(1, int(threads)))
+    lin = torch.nn.Linear(8, 8)
+    opt = torch.optim.AdamW(lin.parameters(), lr=1e-3)
+    x = torch.randn(2, 4, 8)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+        loss = F.cross_entropy(lin(x).reshape(-1, 8), torch.zeros(8, dtype=torch.long))
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(lin.parameters(), 1.0)
+    opt.step()
+    lin.double()(torch.randn(1, 8, dtype=torch.float64))
+    np.load  # noqa: B018 - numpy is imported before lockdown
     import safetensors.torch  # noqa: F401 - the weights reader
 
 

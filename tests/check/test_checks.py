@@ -58,7 +58,7 @@ def test_seed_passes_all_checks(seed: str) -> None:
     assert names == ["parse", "classes", "slots", "imports", "compile", "build", "export", "graph", "params",
                      "forward", "causality", "gradients", "speed_memory", "effectiveness"]
     causality = report.get("causality").figures
-    assert causality["cases"] == 6 and len(causality["lengths"]) == 2 and causality["max_change_fp32"] < 1e-4
+    assert causality["cases"] == 4 and len(causality["lengths"]) == 2 and causality["max_change_fp32"] < 1e-4
     speed = report.get("speed_memory")
     assert speed.figures["slowdown"] > 0 and speed.figures["fwd_bwd_ms"] > 0
     assert report.get("effectiveness").figures["loss_after"] < report.get("effectiveness").figures["loss_before"]
