@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv discover test test-fast bench clean
+.PHONY: venv discover test test-slow test-all bench clean
 
 $(STAMP): pyproject.toml
 	# The sandbox needs bubblewrap (kernel namespaces); as root, install it from the distribution.
@@ -24,12 +24,18 @@ discover: $(STAMP)
 	$(BIN)/modis discover --config etc/discover-cpu.yaml
 	$(BIN)/modis tree show --run-dir runs/discover
 
-# two workers (the machines have two cores); a file's tests stay on one worker
-test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+# Two workers (the machines have two cores); a file's tests stay on one worker. `make test` is
+# everything but the tests marked slow (end-to-end discoveries, clusters, compilation, browser);
+# `make test-slow` runs those, `make test-all` both (CI runs both).
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
-test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not slow"
+test: $(STAMP)
+	$(PYTEST) -m "not slow"
+
+test-slow: $(STAMP)
+	$(PYTEST) -m slow
+
+test-all: test test-slow
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
