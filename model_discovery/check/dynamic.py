@@ -13,13 +13,13 @@ from __future__ import annotations
 import copy
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model_discovery.check.report import CheckResult
+from model_discovery.check.runner import CheckRunner
 from model_discovery.check.sandbox import UNTRUSTED_FILENAME_PREFIX, load_untrusted_module, report
 from model_discovery.gau.design import Design
 from model_discovery.gau.scales import ScaleConfig
@@ -84,29 +84,6 @@ def _exc_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class _Runner:
-    """Runs the checks in order and streams each result to the parent."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.results: list[CheckResult] = []
-
-    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> bool:
-        report({"phase": name})
-        start = time.perf_counter()
-        try:
-            figures = fn()
-            result = CheckResult(name=name, passed=True, figures=figures or {})
-        except Exception as exc:  # noqa: BLE001 - design code may raise anything
-            where = _locate(exc, self.source)
-            msg = f"{name}: {where}: {_exc_line(exc)}" if where else f"{name}: {_exc_line(exc)}"
-            result = CheckResult(name=name, passed=False, message=msg)
-        result.seconds = round(time.perf_counter() - start, 4)
-        self.results.append(result)
-        report({"check": result.model_dump()})
-        return result.passed
-
-
 def export_design(payload: dict[str, Any]) -> dict[str, Any]:
     """Sandbox target: build one design and export its graph bundle (see module docstring).
 
@@ -119,7 +96,11 @@ def export_design(payload: dict[str, Any]) -> dict[str, Any]:
     design = Design.model_validate(payload["design"])
     scale = ScaleConfig.model_validate(payload["scale"])
     source: str = payload["source"]
-    runner = _Runner(source)
+    def describe(exc: BaseException) -> tuple[str, dict[str, Any]]:
+        where = _locate(exc, source)
+        return (f"{where}: {_exc_line(exc)}" if where else _exc_line(exc)), {}
+
+    runner = CheckRunner(describe)
     state: dict[str, Any] = {}
 
     def build() -> dict[str, Any]:

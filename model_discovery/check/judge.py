@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from model_discovery.check.causality import CausalityLeak, test_causality
 from model_discovery.check.graph import GraphError, GraphLM, load_graph_lm
-from model_discovery.check.report import CheckConfig, CheckResult
+from model_discovery.check.report import CheckConfig
+from model_discovery.check.runner import CheckRunner
 from model_discovery.check.sandbox import report
 from model_discovery.gau.scales import ScaleConfig
 
@@ -51,29 +52,10 @@ def sandbox_warmup(threads: int = 1) -> None:
     import safetensors.torch  # noqa: F401 - the weights reader
 
 
-class _Runner:
-    """Runs the checks in order and streams each result to the parent."""
-
-    def __init__(self) -> None:
-        self.results: list[CheckResult] = []
-
-    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> bool:
-        report({"phase": name})
-        start = time.perf_counter()
-        try:
-            figures = fn()
-            result = CheckResult(name=name, passed=True, figures=figures or {})
-        except CheckFailed as exc:
-            result = CheckResult(name=name, passed=False, figures=exc.figures, message=f"{name}: {exc}")
-        except CausalityLeak as exc:
-            result = CheckResult(name=name, passed=False, figures=exc.figures, message=f"{name}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a graph may fail in any operator
-            text = " ".join(str(exc).split())[:300]
-            result = CheckResult(name=name, passed=False, message=f"{name}: {type(exc).__name__}: {text}")
-        result.seconds = round(time.perf_counter() - start, 4)
-        self.results.append(result)
-        report({"check": result.model_dump()})
-        return result.passed
+def _describe(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    if isinstance(exc, (CheckFailed, CausalityLeak)):
+        return str(exc), exc.figures
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", {}
 
 
 def _batch(tokens: np.ndarray, batch: int, T: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,7 +111,7 @@ def judge_design(payload: dict[str, Any]) -> dict[str, Any]:
     cfg = CheckConfig.model_validate(payload.get("config") or {})
     only = set(payload.get("only") or JUDGE_CHECKS)
     V, T = scale.vocab_size, scale.context_len
-    runner = _Runner()
+    runner = CheckRunner(_describe)
     state: dict[str, Any] = {}
     rng = np.random.default_rng(cfg.seed)
 
