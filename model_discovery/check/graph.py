@@ -279,7 +279,8 @@ class _Compiled:
                 self.steps.append((node.name, torch._C._set_grad_enabled, node.args, {}, False))
             else:
                 fn = _resolve(node.target, at)
-                self.steps.append((node.name, fn, node.args, node.kwargs, "empty" in node.target.split(".")[1:2][0] if "." in node.target else False))
+                fresh = isinstance(fn, torch._ops.OpOverload) and "empty" in fn._opname
+                self.steps.append((node.name, fn, node.args, node.kwargs, fresh))
                 writes = _written_args(fn)
                 if writes:
                     self.mutating[len(self.steps) - 1] = writes
@@ -304,7 +305,9 @@ class _Compiled:
             if key == "$float" and item not in ("inf", "-inf", "nan"):
                 raise GraphError(f"{at}: bad float {item!r}")
 
-    def run(self, state: list[torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+    def run(self, state: list[torch.Tensor], tokens: torch.Tensor,
+            observe: Callable[[NodeSpec, Any], bool] | None = None) -> torch.Tensor | None:
+        """Run the graph; ``observe(node, output)`` returning True stops it early (result None)."""
         env: dict[str, Any] = dict(zip(self.spec.inputs, [*state, tokens]))
         device = tokens.device
         grad = torch.is_grad_enabled()
@@ -322,6 +325,8 @@ class _Compiled:
                 if fresh and isinstance(out, torch.Tensor):
                     out = out.zero_()  # never hand out uninitialised memory
                 env[name] = out
+                if observe is not None and observe(self.spec.nodes[i], out):
+                    return None
             result = _decode(self.spec.output, env, device)
         finally:
             torch.set_grad_enabled(grad)
@@ -424,8 +429,9 @@ class GraphLM(nn.Module):
             if n < Bg or T < Tg:
                 chunk = F.pad(chunk, (0, Tg - T, 0, Bg - n))
             h = g.run(state, chunk)
-            if tuple(h.shape) != (Bg, Tg, self.d_model):
-                raise GraphError(f"the graph returned shape {tuple(h.shape)}, expected {(Bg, Tg, self.d_model)}")
+            if h is None or tuple(h.shape) != (Bg, Tg, self.d_model):
+                raise GraphError(f"the graph returned shape {None if h is None else tuple(h.shape)}, "
+                                 f"expected {(Bg, Tg, self.d_model)}")
             outs.append(h[:n, :T])
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 

@@ -68,19 +68,18 @@ def _batch(tokens: np.ndarray, batch: int, T: int, rng: np.random.Generator) -> 
 def _first_nonfinite(lm: GraphLM, idx: torch.Tensor) -> str:
     """The first operator of the eval graph whose output is not finite."""
     g = lm._graph(idx.shape[1])
-    state = lm._state()
     chunk = idx[: g.spec.batch]
     chunk = F.pad(chunk, (0, g.spec.seq_len - chunk.shape[1], 0, g.spec.batch - chunk.shape[0]))
-    env: dict[str, Any] = dict(zip(g.spec.inputs, [*state, chunk]))
-    from model_discovery.check.graph import _decode
+    found: list[str] = []
+
+    def observe(node: Any, out: Any) -> bool:
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and not torch.isfinite(out).all():
+            found.append(f"operator {node.target} (node {node.name})")
+        return bool(found)
 
     with torch.no_grad():
-        for (name, fn, args, kwargs, fresh), node in zip(g.steps, g.spec.nodes):
-            out = fn(*_decode(args, env, idx.device), **{k: _decode(v, env, idx.device) for k, v in kwargs.items()})
-            env[name] = out.zero_() if fresh and isinstance(out, torch.Tensor) else out
-            if isinstance(out, torch.Tensor) and out.is_floating_point() and not torch.isfinite(out).all():
-                return f"operator {node.target} (node {node.name})"
-    return "the LM head"
+        g.run(lm._state(), chunk, observe)
+    return found[0] if found else "the LM head"
 
 
 def _saved_bytes(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
