@@ -308,31 +308,49 @@ class _Compiled:
     def run(self, state: list[torch.Tensor], tokens: torch.Tensor,
             observe: Callable[[NodeSpec, Any], bool] | None = None) -> torch.Tensor | None:
         """Run the graph; ``observe(node, output)`` returning True stops it early (result None)."""
-        env: dict[str, Any] = dict(zip(self.spec.inputs, [*state, tokens]))
-        device = tokens.device
         grad = torch.is_grad_enabled()
-        protected = {t.untyped_storage().data_ptr() for t in (*state, tokens, *self.constants.values())}
         try:
-            for i, (name, fn, args, kwargs, fresh) in enumerate(self.steps):
-                a = _decode(args, env, device)
-                kw = {k: _decode(v, env, device) for k, v in kwargs.items()}
-                for w in self.mutating.get(i, ()):
-                    target = (a[w] if w < len(a) else None) if isinstance(w, int) else kw.get(w)
-                    if isinstance(target, torch.Tensor) and target.untyped_storage().data_ptr() in protected:
-                        raise GraphError(f"node {name}: {fn} writes into the weights, a buffer or the input "
-                                         f"tokens; a design graph must be a pure function of them")
-                out = fn(*a, **kw)
-                if fresh and isinstance(out, torch.Tensor):
-                    out = out.zero_()  # never hand out uninitialised memory
-                env[name] = out
-                if observe is not None and observe(self.spec.nodes[i], out):
-                    return None
-            result = _decode(self.spec.output, env, device)
+            result = self._steps(state, tokens, observe)
         finally:
             torch.set_grad_enabled(grad)
-        if not isinstance(result, torch.Tensor):
+        if result is not None and not isinstance(result, torch.Tensor):
             raise GraphError(f"the graph returned {type(result).__name__}, not a tensor")
         return result
+
+    def _steps(self, state: list[torch.Tensor], tokens: torch.Tensor,
+               observe: Callable[[NodeSpec, Any], bool] | None) -> Any:
+        # no try block and no storage pointers unless the graph writes in place: torch.compile
+        # traces this loop (graphs exported from the usual designs never write in place)
+        env: dict[str, Any] = dict(zip(self.spec.inputs, [*state, tokens]))
+        device = tokens.device
+        protected = _storages([*state, tokens, *self.constants.values()]) if self.mutating else set()
+        for i, (name, fn, args, kwargs, fresh) in enumerate(self.steps):
+            a = _decode(args, env, device)
+            kw = {k: _decode(v, env, device) for k, v in kwargs.items()}
+            if i in self.mutating:
+                _guard_writes(name, fn, self.mutating[i], a, kw, protected)
+            out = fn(*a, **kw)
+            if fresh and isinstance(out, torch.Tensor):
+                out = out.zero_()  # never hand out uninitialised memory
+            env[name] = out
+            if observe is not None and observe(self.spec.nodes[i], out):
+                return None
+        return _decode(self.spec.output, env, device)
+
+
+def _storages(tensors: list[torch.Tensor]) -> set[int]:
+    """The storage addresses of ``tensors`` (weights, buffers, constants, tokens)."""
+    return {t.untyped_storage().data_ptr() for t in tensors}
+
+
+def _guard_writes(name: str, fn: Any, writes: tuple[int | str, ...], args: list[Any], kwargs: dict[str, Any],
+                  protected: set[int]) -> None:
+    """Refuse an in-place operator whose written argument shares storage with ``protected``."""
+    for w in writes:
+        target = (args[w] if w < len(args) else None) if isinstance(w, int) else kwargs.get(w)
+        if isinstance(target, torch.Tensor) and target.untyped_storage().data_ptr() in protected:
+            raise GraphError(f"node {name}: {fn} writes into the weights, a buffer or the input "
+                             f"tokens; a design graph must be a pure function of them")
 
 
 def _open_nofollow(path: Path, limit: int) -> bytes:
@@ -407,10 +425,13 @@ class GraphLM(nn.Module):
 
     def _graph(self, length: int) -> _Compiled:
         mode = "train" if self.training else "eval"
-        fits = [g for g in self.graphs if g.spec.mode == mode and g.spec.seq_len >= length]
-        if not fits:
+        best: _Compiled | None = None  # the shortest that holds ``length`` (a plain loop: torch.compile traces it)
+        for g in self.graphs:
+            if g.spec.mode == mode and g.spec.seq_len >= length and (best is None or g.spec.seq_len < best.spec.seq_len):
+                best = g
+        if best is None:
             raise GraphError(f"no {mode} graph holds {length} tokens (traced: {self.lengths(mode)})")
-        return min(fits, key=lambda g: g.spec.seq_len)
+        return best
 
     def _state(self) -> list[torch.Tensor]:
         return [getattr(owner, leaf) for owner, leaf in self._slots]

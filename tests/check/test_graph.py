@@ -89,3 +89,13 @@ def test_malformed_bundles_name_the_problem(tmp_path: Path) -> None:
     (tmp_path / SPEC_FILE).symlink_to(tmp_path / "elsewhere.json")
     with pytest.raises(GraphError, match="cannot read the graph bundle"):
         load_graph_lm(tmp_path)
+
+
+def test_graphs_compile_and_the_write_guard_holds_when_compiled(tmp_path: Path) -> None:
+    """torch.compile traces a pure graph whole; a graph that writes into its weights is still refused."""
+    lm = load_graph_lm(export(Tiny(), tmp_path / "a"))
+    x = torch.randint(0, 16, (2, 6))
+    assert torch.allclose(torch.compile(lm, fullgraph=True)(x), lm(x), atol=1e-6)
+    bad = load_graph_lm(export(Tiny("stateful"), tmp_path / "b"))
+    with pytest.raises(Exception, match="writes into the weights"):
+        torch.compile(bad)(x)
