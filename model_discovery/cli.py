@@ -37,7 +37,9 @@ def _system(config: Optional[Path], run_dir: Path, **overrides: object):  # noqa
         if not config or run_dir != Path("runs/default"):
             data["run_dir"] = run_dir
         for key, value in overrides.items():
-            if value is not None:
+            if isinstance(value, dict):  # a nested section: override the fields given
+                data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
+            elif value is not None:
                 data[key] = value
         return BuildSystem(SystemConfig.parse(data, origin=str(config or "<command line>")))
     except (ConfigError, DesignError) as exc:
@@ -53,15 +55,14 @@ def discover(
     agents: Optional[Path] = typer.Option(None, "--agents", help="agent spec folder (default: symbolic)"),
     no_eval: bool = typer.Option(False, "--no-eval", help="skip lm-eval after training"),
     no_probes: bool = typer.Option(False, "--no-probes", help="skip synthetic probes"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="local verification workers (default: config, 1)"),
     config: Optional[Path] = ConfigOpt,
     run_dir: Path = RunDir,
 ) -> None:
-    """Run discovery steps (design, check, verify) and print the leaderboard."""
+    """Run discovery steps (design, check) while the workers verify, and print the leaderboard."""
     system = _system(config, run_dir, selector=selector, agent_spec_dir=agents, steps=steps,
-                     ladder=[scale] if scale else None)
-    if no_eval or no_probes:
-        system.config.verify = system.config.verify.model_copy(
-            update={"eval": not no_eval, "probes": not no_probes})
+                     ladder=[scale] if scale else None, workers=workers,
+                     verify={**({"eval": False} if no_eval else {}), **({"probes": False} if no_probes else {})})
     try:
         report = system(request)
     finally:
@@ -177,26 +178,45 @@ def tree_export(out: Path = typer.Argument(..., help="JSONL file to write"), run
     typer.echo(f"wrote {n} records to {out}")
 
 
+def _budget(text: str) -> tuple[str, int]:
+    scale, sep, value = text.partition("=")
+    if not sep or not value.strip().isdigit():
+        _fail(f"--budget {text!r}: expected SCALE=N, e.g. micro=8")
+    return scale.strip(), int(value)
+
+
 @app.command()
 def serve(
     config: Optional[Path] = ConfigOpt,
     run_dir: Path = RunDir,
     tree_url: Optional[str] = typer.Option(None, "--tree-url", help="shared tree, e.g. postgresql+psycopg://..."),
+    scale: Optional[list[str]] = typer.Option(None, "--scale", "-s", help="rung to verify (repeatable)"),
+    budget: Optional[list[str]] = typer.Option(None, "--budget", help="SCALE=N budget override (repeatable)"),
+    runner: Optional[str] = typer.Option(None, "--runner", help="local | ray | beaker (default: config)"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="local verification workers"),
+    owner: Optional[str] = typer.Option(None, "--owner", help="lease owner name (default host:pid)"),
+    lease_ttl: Optional[float] = typer.Option(None, "--lease-ttl", help="seconds a claim lives without a heartbeat"),
+    train_tokens: Optional[int] = typer.Option(None, "--train-tokens", help="override every rung's token budget"),
+    replicates: Optional[int] = typer.Option(None, "--replicates", help="training seeds per verification"),
+    no_eval: bool = typer.Option(False, "--no-eval", help="skip lm-eval after training"),
+    no_probes: bool = typer.Option(False, "--no-probes", help="skip synthetic probes"),
+    no_wandb: bool = typer.Option(False, "--no-wandb", help="no wandb run per verification"),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile every model trained"),
     max_jobs: Optional[int] = typer.Option(None, "--max-jobs", help="stop after this many verifications"),
     exit_when_idle: bool = typer.Option(False, "--exit-when-idle", help="stop when nothing is left to claim"),
-    lease_ttl: float = typer.Option(600.0, "--lease-ttl", help="seconds a claim lives without a heartbeat"),
+    poll: float = typer.Option(10.0, "--poll", help="seconds between selection rounds when idle"),
 ) -> None:
     """Run a verification node: claim, verify and record picks from a (shared) tree."""
-    from model_discovery.config import ConfigError, SystemConfig
-    from model_discovery.runners.worker import serve as serve_node
-
+    budgets = dict(_budget(b) for b in budget or [])
+    verify = {"train_tokens": train_tokens, "replicates": replicates,
+              **({"eval": False} if no_eval else {}), **({"probes": False} if no_probes else {}),
+              **({"wandb": False} if no_wandb else {}), **({"compile": True} if compile else {})}
+    system = _system(config, run_dir, tree_url=tree_url, ladder=scale or None, runner=runner, workers=workers,
+                     lease_ttl_s=lease_ttl, budgets=budgets or None, verify=verify)
     try:
-        cfg = SystemConfig.load(config) if config else SystemConfig(run_dir=run_dir)
-        if tree_url:
-            cfg = cfg.model_copy(update={"tree_url": tree_url})
-    except ConfigError as exc:
-        _fail(str(exc))
-    done = serve_node(cfg, max_jobs=max_jobs, exit_when_idle=exit_when_idle, lease_ttl_s=lease_ttl)
+        done = system.serve(owner, max_jobs=max_jobs, exit_when_idle=exit_when_idle, poll_s=poll)
+    finally:
+        system.close()
     typer.echo(f"verified {len(done)}: {', '.join(done) or '-'}")
 
 

@@ -84,6 +84,13 @@ class SystemConfig(ConfigFile):
     runner: Literal["local", "ray", "beaker"] = "local"
     runner_options: dict[str, Any] = Field(default_factory=dict,
                                            description="RayRunnerConfig / BeakerJobConfig fields")
+    workers: int = Field(1, ge=1, description="local verification workers running at once (runner 'local')")
+    worker_threads: int | None = Field(None, ge=1, description="CPU threads per local worker; None: the "
+                                       "machine's cores shared out evenly")
+    worker_gpus: list[str] | None = Field(None, description="GPU indices, one per local worker "
+                                          "(its CUDA_VISIBLE_DEVICES); None: what the rung's device says")
+    lease_ttl_s: float = Field(600.0, gt=0, description="seconds a verification claim lives without its "
+                               "heartbeat (a crashed node's picks are taken over after this)")
     flow: FlowConfig = Field(default_factory=FlowConfig)
     verify: VerifyOptions = Field(default_factory=VerifyOptions)
     seed: int = 0
@@ -98,7 +105,7 @@ class SystemConfig(ConfigFile):
 
         fields: dict[str, Any] = dict(seed=self.seed, scales=self.ladder, budgets=self.budgets, policy=self.policy,
                                       pacing=self.pacing, k_parents=self.flow.n_parents,
-                                      n_references=self.flow.n_references)
+                                      n_references=self.flow.n_references, lease_ttl_s=self.lease_ttl_s)
         return SelectorConfig(**{**fields, **overrides})
 
     def budget(self, scale: str) -> int:

@@ -10,18 +10,30 @@ import json
 import logging
 import os
 import socket
+import threading
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from model_discovery.agents import build_agents, default_spec_dir, load_agent_specs
 from model_discovery.agents.usage import UsageLedger
+from model_discovery.check import run_checks
 from model_discovery.config import ConfigError, SystemConfig
 from model_discovery.design import DesignFlow, DesignOutcome
-from model_discovery.evolution import LeaderboardRow
+from model_discovery.evolution import EvolutionTree, LeaderboardRow, ResultRecord
+from model_discovery.evolution.format import format_leaderboard
 from model_discovery.gau.library import list_seeds, load_seed
+from model_discovery.knowledge import KnowledgeConfig, KnowledgeEngine
+from model_discovery.runners import Runner, VerifyJob, make_runner
 from model_discovery.safe_io import write_text
+from model_discovery.scheduler import Emit, Scheduler, json_events, no_events
+from model_discovery.select import RandomSelector, Selector, VerifyPick
+from model_discovery.select.fitness import read_metrics
+from model_discovery.verify import VerifyResult
 
 log = logging.getLogger(__name__)
 
@@ -51,73 +63,77 @@ class DiscoveryReport(BaseModel):
                  f"{sum(o.status == 'failed' for o in self.outcomes)} failed checks, "
                  f"{sum(o.status == 'rejected' for o in self.outcomes)} rejected"
                  + (f" ({passes})" if passes else "") + f"; {len(self.verified)} verifications"]
-        from model_discovery.evolution.format import format_leaderboard
-
         return "\n".join(lines + [format_leaderboard(self.best)] + self.findings)
 
 
 class DiscoverySystem:
-    """A configured discovery system over one run directory (resumable)."""
+    """A configured discovery system over one run directory (resumable).
+
+    The one place that builds the parts: the tree, the selector, the runner, and (on first use)
+    the knowledge engine, the agents and the design flow. :meth:`discover` takes design steps
+    while a :class:`~model_discovery.scheduler.Scheduler` keeps the verification workers busy;
+    :meth:`serve` is a verification node without design steps (``modis serve``).
+    """
 
     def __init__(self, config: SystemConfig) -> None:
-        from model_discovery.check import run_checks
-        from model_discovery.evolution import EvolutionTree
-        from model_discovery.runners import make_runner
-
         self.config = config
         config.run_dir.mkdir(parents=True, exist_ok=True)
-        (config.run_dir / "config.yaml").write_text(config.to_yaml())
+        write_text(config.run_dir / "config.yaml", config.to_yaml())
         self.tree = EvolutionTree(config.resolved_tree_url)
         self.selector = self._make_selector()
         self.usage = UsageLedger()
-        self.knowledge = self._make_knowledge()
-        proposer, reviewer, coder = self._make_agents()
-        self.proposer = proposer
-        self._run_checks = run_checks
-        self.flow = DesignFlow(self.tree, self.selector, proposer, reviewer, coder, check=run_checks,
-                               config=config.flow, checkpoint_path=config.run_dir / "flow_checkpoints.sqlite",
-                               knowledge=self.knowledge, planner=self.planner)
-        self.runner = make_runner(config.runner, **config.runner_options)
+        self.runner = self._make_runner()
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._state_path = config.run_dir / "state.json"
 
     # -- wiring -----------------------------------------------------------------------------
-    def _make_selector(self) -> Any:
-        from model_discovery.select import RandomSelector, Selector
-
+    def _make_selector(self) -> Selector:
         cfg = self.config.selector_config()
         return RandomSelector(cfg) if self.config.selector == "random" else Selector(cfg)
 
-    def _make_agents(self) -> tuple[Any, Any, Any]:
-        """Proposer, reviewer, coder from the spec folder (default: the symbolic specs)."""
-        from model_discovery.agents import build_agents, default_spec_dir, load_agent_specs
+    def _make_runner(self) -> Runner:
+        cfg = self.config
+        if cfg.runner == "local":
+            return make_runner("local", workers=cfg.workers, threads=cfg.worker_threads, gpus=cfg.worker_gpus)
+        return make_runner(cfg.runner, **cfg.runner_options)
 
+    @cached_property
+    def knowledge(self) -> KnowledgeEngine:
+        return KnowledgeEngine(KnowledgeConfig(cache_dir=self.config.run_dir / "knowledge_cache"))
+
+    @cached_property
+    def agents(self) -> dict[str, Any]:
+        """The agents of the spec folder (default: the symbolic specs), by role."""
         specs = load_agent_specs(self.config.agent_spec_dir or default_spec_dir() / "symbolic")
         specs = {role: spec.model_copy(update={"options": {**spec.options, "seed": self.config.seed}})
                  if spec.provider == "symbolic" and role == "proposer" else spec for role, spec in specs.items()}
-        agents = build_agents(specs, ledger=self.usage, knowledge=self.knowledge)
-        self.planner, self.observer = agents.get("planner"), agents.get("observer")
-        return agents["proposer"], agents["reviewer"], agents["coder"]
+        return build_agents(specs, ledger=self.usage, knowledge=self.knowledge)
 
-    def _make_knowledge(self) -> Any:
-        from model_discovery.knowledge import KnowledgeConfig, KnowledgeEngine
+    @cached_property
+    def flow(self) -> DesignFlow:
+        a = self.agents
+        return DesignFlow(self.tree, self.selector, a["proposer"], a["reviewer"], a["coder"], check=run_checks,
+                          config=self.config.flow, checkpoint_path=self.config.run_dir / "flow_checkpoints.sqlite",
+                          knowledge=self.knowledge, planner=a.get("planner"))
 
-        return KnowledgeEngine(KnowledgeConfig(cache_dir=self.config.run_dir / "knowledge_cache"))
+    def scheduler(self, owner: str | None = None, emit: Emit = no_events, select_every_s: float = 1.0) -> Scheduler:
+        """A scheduler over this system's tree and runner, with a selector of its own."""
+        cfg = self.config
+        return Scheduler(self.tree, self._make_selector(), self.runner,
+                         budgets={s: cfg.budget(s) for s in cfg.ladder}, owner=owner or self.owner,
+                         run_dir=cfg.run_dir, options=cfg.verify, lease_ttl_s=cfg.lease_ttl_s,
+                         on_result=self._observe, emit=emit, select_every_s=select_every_s)
 
     # -- state ------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return json.loads(self._state_path.read_text()) if self._state_path.exists() else {"step": 0}
 
     def _save_state(self, state: dict[str, Any]) -> None:
-        tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self._state_path)
+        write_text(self._state_path, json.dumps(state))
 
     # -- operations -------------------------------------------------------------------------
     def release_orphaned_leases(self) -> list[str]:
         """Release live leases held by processes of this host that no longer exist (a killed run)."""
-        import psutil
-
         host = socket.gethostname()
         freed = []
         for lease in self.tree.leases(live_only=True):
@@ -139,7 +155,7 @@ class DiscoverySystem:
             if existing is not None:
                 names.append(existing.name)
                 continue
-            report = self._run_checks(design, self.config.flow.check_scale)
+            report = run_checks(design, self.config.flow.check_scale)
             if not report.passed:
                 raise ConfigError(f"seed {seed!r} fails its check: {report.first_error}")
             names.append(self.tree.add_design(design, check=report, operator="seed").name)
@@ -150,7 +166,7 @@ class DiscoverySystem:
         state = self._state()
         thread = state.get("thread") or f"design-{state['step']:05d}"
         self._save_state({**state, "thread": thread})
-        rng = getattr(self.proposer, "rng", None)
+        rng = getattr(self.agents["proposer"], "rng", None)
         if rng is not None:  # reproducible per step, also after a resume
             rng.seed(f"{self.config.seed}:{state['step']}")
         outcome = self.flow.run(thread, goal=goal)
@@ -159,65 +175,76 @@ class DiscoverySystem:
             fh.write(outcome.model_dump_json() + "\n")
         return outcome
 
-    def verify_pending(self, progress: bool = True) -> list[str]:
-        """Verify what the selector picks within the per-rung budgets; record results."""
-        from model_discovery.runners import VerifyJob
-
-        budgets = {s: self.config.budget(s) for s in self.config.ladder}
-        picks = self.selector.select_verifications(self.tree, budgets, owner=self.owner)  # claimed
-        jobs = [(pick, VerifyJob.for_pick(self.tree.get_design(pick.design).design, pick.scale, pick.seeds,
-                                          pick.first_seed, self.config.run_dir, self.config.verify))
-                for pick in picks]
-        done: list[str] = []
-        try:
-            for pick, job in tqdm(jobs, desc="verify", disable=not progress or not jobs):
-                record = self.runner.run([job])[0]
-                stored = self.selector.record_result(self.tree, pick.design, pick.scale, record,
-                                                     status=record.get("status", "ok"))
-                if not pick.replicate:
-                    self._observe(job, stored.fitness, record)
-                done.append(job.key + (f" (+{pick.seeds} seeds)" if pick.replicate else ""))
-        finally:
-            for pick in picks:  # leases of jobs that did not finish (a result releases its lease)
-                self.tree.release(pick.design, pick.scale, self.owner)
-        return done
-
-    def _observe(self, job: Any, fitness: float | None, record: dict[str, Any]) -> None:
-        """The observer's note on a verification, beside its record (``observation.md``)."""
-        if self.observer is None or record.get("status") != "ok":
+    def _observe(self, job: VerifyJob, pick: VerifyPick, stored: ResultRecord, result: VerifyResult) -> None:
+        """The observer's note on a first verification, beside its record (``observation.md``)."""
+        observer = self.agents.get("observer")
+        if observer is None or pick.replicate or not result.ok:
             return
 
-        def flat(fit: float | None, rec: dict[str, Any]) -> dict[str, Any]:
-            return {"fitness": fit, "final_val_loss": rec.get("final_val_loss"),
-                    **rec.get("eval_metrics", {}), **rec.get("probe_scores", {})}
+        def flat(fit: float | None, res: VerifyResult) -> dict[str, Any]:
+            return {"fitness": fit, "final_val_loss": res.final_val_loss, **res.eval_metrics, **res.probe_scores}
 
-        results = flat(fitness, record)
+        results = flat(stored.fitness, result)
         parents = self.tree.parents(job.design.name)
         for res in self.tree.results(parents[0], job.scale) if parents else []:
-            results.update({f"parent_{k}": v for k, v in flat(res.fitness, res.record).items()})
-        note = self.observer.observe(job.design, {k: v for k, v in results.items() if v is not None})
+            results.update({f"parent_{k}": v for k, v in flat(res.fitness, VerifyResult.model_validate(res.record)).items()})
+        note = observer.observe(job.design, {k: v for k, v in results.items() if v is not None})
         write_text(Path(job.out_dir) / "observation.md", note + "\n")
 
     def discover(self, steps: int | None = None, goal: str = "", progress: bool = True) -> DiscoveryReport:
-        """Bootstrap, then ``steps`` rounds of (design step, verifications)."""
+        """Bootstrap, then ``steps`` design steps while the scheduler verifies what the selector
+        picks (seeds first); returns when the steps are taken and nothing is left to verify."""
         self.bootstrap()
         report = DiscoveryReport(request=goal)
-        report.verified += self.verify_pending(progress)
-        n = self.config.steps if steps is None else steps
-        for _ in tqdm(range(n), desc="discover", disable=not progress):
-            outcome = self.design_step(goal)
-            report.outcomes.append(outcome)
-            report.verified += self.verify_pending(progress)
+        sched = self.scheduler()
+        until, abort = threading.Event(), threading.Event()
+        failure: list[BaseException] = []
+
+        def verify() -> None:
+            try:
+                sched.run(until=until, abort=abort, progress=progress)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                failure.append(exc)
+                abort.set()
+
+        worker = threading.Thread(target=verify, name="scheduler", daemon=True)
+        worker.start()
+        try:
+            n = self.config.steps if steps is None else steps
+            for _ in tqdm(range(n), desc="discover", disable=not progress):
+                if abort.is_set():
+                    break
+                report.outcomes.append(self.design_step(goal))
+        except BaseException:
+            abort.set()
+            raise
+        finally:
+            until.set()
+            worker.join()
+        if failure:
+            raise failure[0]
+        report.verified = list(sched.done)
         report.best = self.leaderboard(limit=5)
         report.findings = self.findings()
         report.stats = self.tree.stats().model_dump(mode="json")
         return report
 
+    def serve(self, owner: str | None = None, *, max_jobs: int | None = None, exit_when_idle: bool = False,
+              poll_s: float = 10.0, emit: Emit = json_events) -> list[str]:
+        """Be a verification node: claim picks (within the budgets of the ladder), verify them on
+        the runner, store the results, repeat; each event is one JSON line on stdout. Stops after
+        ``max_jobs`` results, or with ``exit_when_idle`` when nothing is left to claim and no
+        live lease remains at its rungs. Returns the ``design@scale`` pairs verified."""
+        sched = self.scheduler(owner, emit, select_every_s=poll_s)
+        emit("start", owner=sched.owner, tree=redact_url(self.config.resolved_tree_url), budgets=sched.budgets)
+        try:
+            return sched.run(exit_when_idle=exit_when_idle, max_jobs=max_jobs, poll_s=poll_s)
+        finally:
+            emit("exit", owner=sched.owner, verified=len(sched.done))
+
     def findings(self) -> list[str]:
         """What the run may claim at each rung: the recommended design, whether it is confirmed
         better than the best seed, which metrics count, the surrogate's record, the training spent."""
-        from model_discovery.select.fitness import read_metrics
-
         lines = []
         for scale in self.config.ladder:
             results = [r for r in self.tree.results(scale=scale) if r.status == "ok"]
@@ -251,8 +278,19 @@ class DiscoverySystem:
         return self.discover(steps=steps, goal=request, progress=progress)
 
     def close(self) -> None:
-        self.flow.close()
+        if "flow" in self.__dict__:
+            self.flow.close()
         self.runner.close()
+        self.tree.close()
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a password."""
+    head, sep, tail = url.rpartition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, creds = head.partition("://")
+    return f"{scheme}://{creds.split(':', 1)[0]}@{tail}"
 
 
 def BuildSystem(config: SystemConfig | dict[str, Any] | str | Path | None = None) -> DiscoverySystem:  # noqa: N802

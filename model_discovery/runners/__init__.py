@@ -1,13 +1,13 @@
 """Runners: where verification work executes. ``LocalRunner`` is the default."""
 
-from model_discovery.runners.base import Runner, VerifyJob, execute_job
+from model_discovery.runners.base import Placement, Runner, VerifyJob, execute_job, failed_result
 from model_discovery.runners.local import LocalRunner
 
 
 def make_runner(kind: str, **kwargs: object) -> Runner:
-    """The runner named ``kind`` ('local', 'ray' or 'beaker')."""
+    """The runner named ``kind`` ('local', 'ray' or 'beaker'), built from ``kwargs``."""
     if kind == "local":
-        return LocalRunner()
+        return LocalRunner(**kwargs)  # type: ignore[arg-type]
     if kind == "ray":
         from model_discovery.runners.ray_runner import RayRunner
 
@@ -19,4 +19,4 @@ def make_runner(kind: str, **kwargs: object) -> Runner:
     raise ValueError(f"unknown runner {kind!r}; known: local, ray, beaker")
 
 
-__all__ = ["Runner", "VerifyJob", "LocalRunner", "execute_job", "make_runner"]
+__all__ = ["Runner", "VerifyJob", "Placement", "LocalRunner", "execute_job", "failed_result", "make_runner"]

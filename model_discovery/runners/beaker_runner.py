@@ -9,10 +9,11 @@ which writes ``/results/result.json``; Beaker keeps ``/results`` as the job's re
 :meth:`BeakerRunner.wait` polls the latest job of the experiment until it is finalized, then
 reads ``result.json`` from that dataset. A preempted job is resumed by Beaker when the template
 sets ``auto_resume`` (the runner keeps polling), else submitted again (at most ``resubmits``
-times); anything else that goes wrong comes back as a failed record.
+times); anything else that goes wrong comes back as a failed result. ``capacity`` (experiments
+kept running at once) is ``max_in_flight``.
 
     runner = BeakerRunner("etc/beaker/verify.yaml")            # BEAKER_TOKEN from the environment
-    records = runner.run([job])
+    results = runner.run([job])
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from model_discovery.config import ConfigFile
 from model_discovery.errors import one_line
-from model_discovery.runners.base import Runner, VerifyJob
-from model_discovery.runners.worker import RESULT_FILE, encode_job, failed_record
+from model_discovery.runners.base import Runner, VerifyJob, as_result, failed_result
+from model_discovery.runners.worker import RESULT_FILE, encode_job
+from model_discovery.verify import VerifyResult
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "etc" / "beaker"
 """Where the shipped templates live (``verify.yaml`` on GPUs, ``verify-cpu.yaml``)."""
@@ -79,6 +81,7 @@ class BeakerJobConfig(ConfigFile):
     poll_s: float = Field(30.0, gt=0, description="seconds between status polls")
     timeout_s: float | None = Field(None, gt=0, description="default wait limit per job; None: no limit")
     resubmits: int = Field(1, ge=0, description="new experiments after a preemption")
+    max_in_flight: int = Field(8, ge=1, description="experiments kept running at once")
 
     @field_validator("workspace", "budget")
     @classmethod
@@ -194,7 +197,7 @@ class _Submitted:
     workload: Any = None
     name: str = ""
     submissions: int = 0
-    record: dict[str, Any] | None = None  # set when submission itself failed
+    result: VerifyResult | None = None  # set when submission itself failed
 
 
 class BeakerRunner(Runner):
@@ -241,23 +244,57 @@ class BeakerRunner(Runner):
         sub.submissions += 1
 
     def submit(self, job: VerifyJob) -> str:
-        """Create the experiment; a job that cannot be created becomes a failed record for ``wait``."""
+        """Create the experiment; a job that cannot be created becomes a failed result for ``wait``."""
         job_id = f"beaker-{next(self._ids)}"
         sub = _Submitted(job)
         try:
             self._create(sub)
         except Exception as exc:  # noqa: BLE001 - reported through the record
-            sub.record = failed_record(job, f"cannot create Beaker experiment: {one_line(exc)}", kind="beaker")
+            sub.result = failed_result(job, f"cannot create Beaker experiment: {one_line(exc)}", kind="beaker")
         self._submitted[job_id] = sub
         return job_id
+
+    @property
+    def capacity(self) -> int:
+        return self.config.max_in_flight
+
+    @property
+    def poll_s(self) -> float:  # type: ignore[override]
+        return self.config.poll_s
+
+    def _pause(self, seconds: float) -> None:
+        self._sleep(seconds)
+
+    def pending(self) -> list[str]:
+        return list(self._submitted)
+
+    def ready(self, job_id: str) -> bool:
+        """Whether the experiment's latest job is finalized and will not be resumed; a preempted
+        one is submitted again here (``resubmits``), so nobody blocks on it."""
+        sub = self._submitted[job_id]
+        if sub.result is not None:
+            return True
+        try:
+            bjob = self.client.workload.get_latest_job(sub.workload)
+            if bjob is None or not bjob.status.HasField("finalized"):
+                return False
+            if self._preempted(bjob):
+                if self.config.auto_resume:
+                    return False
+                if sub.submissions <= self.config.resubmits:
+                    self._create(sub)
+                    return False
+        except Exception as exc:  # noqa: BLE001 - the caller gets a result
+            sub.result = failed_result(sub.job, f"Beaker experiment {sub.name}: {one_line(exc)}", kind="beaker")
+        return True
 
     def experiment_id(self, job_id: str) -> str | None:
         """The Beaker experiment id of a submitted job (None if it never reached Beaker)."""
         sub = self._submitted.get(job_id)
         return sub.workload.experiment.id if sub is not None and sub.workload is not None else None
 
-    def wait(self, job_id: str, timeout_s: float | None = None) -> dict[str, Any]:
-        """Poll until the experiment's job is finalized; its ``result.json`` is the record.
+    def wait(self, job_id: str, timeout_s: float | None = None) -> VerifyResult:
+        """Poll until the experiment's job is finalized; its ``result.json`` is the result.
 
         Past ``timeout_s`` (default: the config's) the experiment is cancelled and a failed
         record of kind ``timeout`` is returned.
@@ -266,8 +303,8 @@ class BeakerRunner(Runner):
             sub = self._submitted.pop(job_id)
         except KeyError:
             raise KeyError(f"unknown or already collected job {job_id!r}") from None
-        if sub.record is not None:
-            return sub.record
+        if sub.result is not None:
+            return sub.result
         timeout_s = timeout_s if timeout_s is not None else self.config.timeout_s
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
@@ -284,11 +321,11 @@ class BeakerRunner(Runner):
                         return self._collect(sub, bjob)
                 if deadline is not None and time.monotonic() >= deadline:
                     self._cancel(sub)
-                    return failed_record(sub.job, f"no result after {timeout_s:g} s; Beaker experiment "
+                    return failed_result(sub.job, f"no result after {timeout_s:g} s; Beaker experiment "
                                                   f"{sub.name} cancelled", kind="timeout")
                 self._sleep(self.config.poll_s)
         except Exception as exc:  # noqa: BLE001 - the caller gets a record
-            return failed_record(sub.job, f"Beaker experiment {sub.name}: {one_line(exc)}", kind="beaker")
+            return failed_result(sub.job, f"Beaker experiment {sub.name}: {one_line(exc)}", kind="beaker")
 
     @staticmethod
     def _preempted(bjob: Any) -> bool:
@@ -298,7 +335,7 @@ class BeakerRunner(Runner):
                  BeakerCancelationCode.node_unavailable.value}
         return bjob.status.HasField("canceled") and bjob.status.canceled_code in codes
 
-    def _collect(self, sub: _Submitted, bjob: Any) -> dict[str, Any]:
+    def _collect(self, sub: _Submitted, bjob: Any) -> VerifyResult:
         from beaker import BeakerCancelationCode, BeakerWorkloadStatus
 
         status = bjob.status
@@ -314,19 +351,19 @@ class BeakerRunner(Runner):
                 why.append(f"exit code {status.exit_code}")
             if status.message:
                 why.append(status.message)
-            return failed_record(sub.job, "; ".join(why), kind="beaker")
+            return failed_result(sub.job, "; ".join(why), kind="beaker")
         dataset = self.client.job.get_results(bjob)
         if dataset is None:
-            return failed_record(sub.job, f"Beaker job {bjob.id} of {sub.name} has no result dataset", kind="beaker")
+            return failed_result(sub.job, f"Beaker job {bjob.id} of {sub.name} has no result dataset", kind="beaker")
         raw = b"".join(self.client.dataset.stream_file(dataset, RESULT_FILE))
         try:
             record = json.loads(raw)
         except ValueError as exc:
-            return failed_record(sub.job, f"{RESULT_FILE} of Beaker job {bjob.id} is not JSON: {one_line(exc)}",
+            return failed_result(sub.job, f"{RESULT_FILE} of Beaker job {bjob.id} is not JSON: {one_line(exc)}",
                                  kind="beaker")
         if not isinstance(record, dict):
-            return failed_record(sub.job, f"{RESULT_FILE} of Beaker job {bjob.id} is not a record", kind="beaker")
-        return record
+            return failed_result(sub.job, f"{RESULT_FILE} of Beaker job {bjob.id} is not a record", kind="beaker")
+        return as_result(sub.job, record)
 
     def _cancel(self, sub: _Submitted) -> None:
         try:

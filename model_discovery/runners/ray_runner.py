@@ -1,14 +1,15 @@
 """Run verification jobs as Ray tasks, on a local Ray instance or an existing cluster.
 
     runner = RayRunner(address="auto", num_gpus=1)      # or RayRunner(RayRunnerConfig(...))
-    records = runner.run([job_a, job_b])                 # one record per job, failed ones too
+    results = runner.run([job_a, job_b])                 # one VerifyResult per job, failed ones too
 
 Each job is one ``@ray.remote`` task that calls
 :func:`~model_discovery.runners.base.execute_job` on whichever node Ray schedules it. A task
 whose worker process or node dies is retried by Ray (``max_retries``); when Ray gives up with
 ``NodeDiedError``/``WorkerCrashedError`` the runner submits the job again, at most
-``resubmits`` times. Every failure reaches the caller as a failed record with a one-line
-``error``, never as an exception.
+``resubmits`` times. Every failure reaches the caller as a failed result with a one-line
+``error``, never as an exception. ``capacity`` (jobs kept in flight) is ``max_in_flight``, else
+what the cluster's CPUs (GPUs when tasks reserve GPUs) hold.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from pydantic import ConfigDict, Field
 
 from model_discovery.config import ConfigFile
 from model_discovery.errors import one_line
-from model_discovery.runners.base import Runner, VerifyJob, execute_job
-from model_discovery.runners.worker import failed_record, run_job
+from model_discovery.runners.base import Runner, VerifyJob, as_result, execute_job, failed_result, run_job
+from model_discovery.verify import VerifyResult
 
 ENV_PREFIX = "MODIS_RAY_"
 """Environment variables ``MODIS_RAY_<FIELD>`` (e.g. ``MODIS_RAY_NUM_GPUS=1``) set config fields."""
@@ -53,6 +54,8 @@ class RayRunnerConfig(ConfigFile):
     namespace: str | None = Field("modis", description="Ray namespace")
     runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env for the tasks")
     log_to_driver: bool = Field(False, description="stream task output to this process")
+    max_in_flight: int | None = Field(None, ge=1, description="jobs kept running at once; None: as many as the "
+                                                               "cluster's CPUs (GPUs) hold at the reservation above")
 
     def resolved_address(self) -> str:
         """The address to connect to: the field, else ``$RAY_ADDRESS``, else 'local'."""
@@ -89,9 +92,9 @@ class RayRunnerConfig(ConfigFile):
 _LOST = ("NodeDiedError", "WorkerCrashedError", "LocalRayletDiedError", "OwnerDiedError")
 
 
-def _ray_task(payload: dict[str, Any], execute: Callable[[VerifyJob], dict[str, Any]]) -> dict[str, Any]:
-    """Body of the remote task: rebuild the job, run it, always return a record."""
-    return run_job(VerifyJob.model_validate(payload), execute)
+def _ray_task(payload: dict[str, Any], execute: Callable[[VerifyJob], Any]) -> dict[str, Any]:
+    """Body of the remote task: rebuild the job, run it, always return a result (as JSON)."""
+    return run_job(VerifyJob.model_validate(payload), execute).model_dump(mode="json")
 
 
 @dataclass
@@ -99,11 +102,11 @@ class _Pending:
     job: VerifyJob
     ref: Any = None
     submissions: int = 0
-    record: dict[str, Any] | None = None  # set when the job failed before reaching Ray
+    result: VerifyResult | None = None  # set when the job failed before reaching Ray
 
 
 class RayRunner(Runner):
-    """Submits each job as a Ray task; ``wait`` returns its record (failures included).
+    """Submits each job as a Ray task; ``wait`` returns its result (failures included).
 
     ``execute`` is the function every task calls (default
     :func:`~model_discovery.runners.base.execute_job`); a wrapper can add per-node setup.
@@ -112,7 +115,7 @@ class RayRunner(Runner):
     name = "ray"
 
     def __init__(self, config: RayRunnerConfig | Mapping[str, Any] | None = None, *,
-                 execute: Callable[[VerifyJob], dict[str, Any]] = execute_job, **fields: Any) -> None:
+                 execute: Callable[[VerifyJob], Any] = execute_job, **fields: Any) -> None:
         if isinstance(config, RayRunnerConfig):
             self.config = config.model_copy(update=fields) if fields else config
             if fields:
@@ -154,20 +157,61 @@ class RayRunner(Runner):
         pending.submissions += 1
 
     def submit(self, job: VerifyJob) -> str:
-        """Start ``job`` as a Ray task; a job that cannot start becomes a failed record for ``wait``."""
+        """Start ``job`` as a Ray task; a job that cannot start becomes a failed result for ``wait``."""
         job_id = f"ray-{next(self._ids)}"
         pending = _Pending(job)
         try:
             self.connect()
             self._launch(pending)
         except Exception as exc:  # noqa: BLE001 - reported through the record
-            pending.record = failed_record(job, exc, kind="ray")
+            pending.result = failed_result(job, exc, kind="ray")
         self._pending[job_id] = pending
         return job_id
 
-    def wait(self, job_id: str, timeout_s: float | None = None) -> dict[str, Any]:
-        """The job's record. Past ``timeout_s`` (default: the config's) the task is cancelled and
-        a failed record of kind ``timeout`` is returned."""
+    @property
+    def capacity(self) -> int:
+        """``max_in_flight``, else the cluster's CPUs (GPUs) over the per-task reservation."""
+        if self.config.max_in_flight is not None:
+            return self.config.max_in_flight
+        import ray
+
+        try:
+            self.connect()
+            total = ray.cluster_resources()
+        except Exception:  # noqa: BLE001 - no cluster yet: one at a time, submit reports the cause
+            return 1
+        cfg = self.config
+        fits = [total.get("CPU", 0.0) / cfg.num_cpus if cfg.num_cpus else float("inf"),
+                total.get("GPU", 0.0) / cfg.num_gpus if cfg.num_gpus else float("inf")]
+        return max(1, int(min(fits))) if min(fits) != float("inf") else 1
+
+    def pending(self) -> list[str]:
+        return list(self._pending)
+
+    def ready(self, job_id: str) -> bool:
+        import ray
+
+        pending = self._pending[job_id]
+        if pending.result is not None or pending.ref is None:
+            return True
+        done, _ = ray.wait([pending.ref], timeout=0)
+        if done and pending.submissions <= self.config.resubmits:
+            try:  # a task lost with its node starts again here, so that nobody blocks on it
+                ray.get(pending.ref, timeout=0)
+            except ray.exceptions.RayError as exc:
+                if type(exc).__name__ in _LOST:
+                    try:
+                        self._launch(pending)
+                    except Exception as again:  # noqa: BLE001 - reported through the result
+                        pending.result = failed_result(pending.job, again, kind="ray")
+                        return True
+                    return False
+        return bool(done)
+
+    def wait(self, job_id: str, timeout_s: float | None = None) -> VerifyResult:
+        """The job's result. Past ``timeout_s`` (default: the config's) the task is cancelled and
+        a failed result of kind ``timeout`` is returned. A task lost with its node is submitted
+        again (``resubmits``) and waited for."""
         import ray
         from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
@@ -175,8 +219,8 @@ class RayRunner(Runner):
             pending = self._pending.pop(job_id)
         except KeyError:
             raise KeyError(f"unknown or already collected job {job_id!r}") from None
-        if pending.record is not None:
-            return pending.record
+        if pending.result is not None:
+            return pending.result
         timeout_s = timeout_s if timeout_s is not None else self.config.timeout_s
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         job = pending.job
@@ -186,9 +230,9 @@ class RayRunner(Runner):
                 record = ray.get(pending.ref, timeout=left)
             except GetTimeoutError:
                 ray.cancel(pending.ref, force=True)
-                return failed_record(job, f"no result after {timeout_s:g} s; Ray task cancelled", kind="timeout")
+                return failed_result(job, f"no result after {timeout_s:g} s; Ray task cancelled", kind="timeout")
             except RayTaskError as exc:
-                return failed_record(job, exc.cause if exc.cause is not None else exc, kind="exception")
+                return failed_result(job, exc.cause if exc.cause is not None else exc, kind="exception")
             except RayError as exc:
                 if type(exc).__name__ in _LOST:
                     if pending.submissions <= self.config.resubmits:
@@ -196,17 +240,15 @@ class RayRunner(Runner):
                             self._launch(pending)
                             continue
                         except Exception as again:  # noqa: BLE001 - reported through the record
-                            return failed_record(job, again, kind="ray")
-                    return failed_record(job, f"lost after {pending.submissions} submission(s) "
+                            return failed_result(job, again, kind="ray")
+                    return failed_result(job, f"lost after {pending.submissions} submission(s) "
                                               f"({self.config.max_retries} Ray retries each): {one_line(exc)}",
                                          kind="node-lost")
                 kind = "memory" if type(exc).__name__ == "OutOfMemoryError" else "ray"
-                return failed_record(job, exc, kind=kind)
+                return failed_result(job, exc, kind=kind)
             except Exception as exc:  # noqa: BLE001 - e.g. the cluster went away
-                return failed_record(job, exc, kind="ray")
-            if not isinstance(record, dict):
-                return failed_record(job, f"task returned {type(record).__name__}, not a record", kind="ray")
-            return record
+                return failed_result(job, exc, kind="ray")
+            return as_result(job, record)
 
     def close(self) -> None:
         """Cancel unfinished tasks; shut Ray down if this runner started it."""

@@ -388,8 +388,10 @@ class Selector:
                     ups = [self.config.baseline] + [n for n in ups if n != self.config.baseline]
                 order += [VerifyPick(n, scale) for n in ups if n not in here and (n, scale) not in busy]
             for pick in order:
-                if room < pick.seeds or (limit is not None and len(picks) >= limit):
+                if limit is not None and len(picks) >= limit:
                     break
+                if room < pick.seeds:  # does not fit what is left; a smaller pick after it may
+                    continue
                 if owner is not None and not tree.claim_verification(
                         pick.design, pick.scale, owner, self.config.lease_ttl_s, budget=budget.limit(scale),
                         seeds=pick.seeds, replicate=pick.replicate):

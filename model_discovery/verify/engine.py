@@ -230,10 +230,12 @@ def _execute_sandboxed(payload: dict[str, Any], out_dir: Path, limits: Any = Non
         shutil.rmtree(graph_dir, ignore_errors=True)
 
 
-def sandbox_limits(payload: dict[str, Any], out_dir: Path) -> Any:
-    """Default limits of a verification: ``out_dir`` writable, the machine's threads, half its
-    memory, and a wall-clock limit of ``payload["time_limit_s"]`` (default 15 min on CPU
-    rungs, 48 h on GPU rungs). The compiled design module may also import ``json``."""
+def sandbox_limits(payload: dict[str, Any], out_dir: Path, threads: int | None = None,
+                   env: dict[str, str] | None = None) -> Any:
+    """Default limits of a verification: ``out_dir`` writable, ``threads`` (default: the
+    machine's), half its memory, ``env`` added to the child's environment (e.g. its
+    ``CUDA_VISIBLE_DEVICES``), and a wall-clock limit of ``payload["time_limit_s"]`` (default
+    15 min on CPU rungs, 48 h on GPU rungs). The compiled design module may also import ``json``."""
     import psutil
 
     from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits
@@ -245,7 +247,8 @@ def sandbox_limits(payload: dict[str, Any], out_dir: Path) -> Any:
     memory = max(4 * 2**30, int(psutil.virtual_memory().total * 0.5))
     return SandboxLimits(
         wall_time_s=wall, memory_bytes=memory, writable_dirs=[out_dir],
-        threads=max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
+        threads=threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
+        env=dict(env or {}),
         # CUDA maps far more address space than it uses: do not cap it on GPU rungs
         address_space_bytes=None if cpu_only else 2**46,
         allowed_imports=sorted({*DEFAULT_ALLOWED_IMPORTS, "json"}),
@@ -330,7 +333,8 @@ def _execute_in_process(payload: dict[str, Any], out_dir: Path
 def verify_design(design: Design, scale: ScaleConfig | str, out_dir: str | Path,
                   data_config: DataConfig | None = None, eval: bool = True, probes: bool = True,
                   wandb: bool = True, train_overrides: dict[str, Any] | None = None, seed: int = 0,
-                  cache_dir: str | Path | None = None, limits: Any = None, replicates: int = 1) -> VerifyResult:
+                  cache_dir: str | Path | None = None, limits: Any = None, replicates: int = 1,
+                  threads: int | None = None, env: dict[str, str] | None = None) -> VerifyResult:
     """Train ``design`` at ``scale`` in the sandbox, evaluate it, and record the outcome.
 
     ``train_overrides`` adjusts the rung's recipe (any :class:`TrainConfig` field, plus
@@ -338,10 +342,14 @@ def verify_design(design: Design, scale: ScaleConfig | str, out_dir: str | Path,
     (``seed``, ``seed + 1``, ...; probes run once) and the record holds the means, their spread
     and each seed's result. The record is written to ``<out_dir>/verify_result.json`` and
     returned; a design that fails to build or train (with any seed) gives ``status="failed"`` with
-    a one-line error rather than an exception. ``limits`` overrides the sandbox limits.
+    a one-line error rather than an exception. ``limits`` overrides the sandbox limits; else
+    ``threads`` and ``env`` adjust the defaults (:func:`sandbox_limits`).
     """
+    def execute(payload: dict[str, Any], out: Path) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
+        return _execute_sandboxed(payload, out, limits or sandbox_limits(payload, out, threads, env))
+
     return _verify(design, scale, out_dir, data_config, eval, probes, wandb, train_overrides, seed,
-                   cache_dir, lambda payload, out: _execute_sandboxed(payload, out, limits), replicates)
+                   cache_dir, execute, replicates)
 
 
 def _verify(design: Design, scale: ScaleConfig | str, out_dir: str | Path, data_config: DataConfig | None,

@@ -23,6 +23,7 @@ from model_discovery.config import ConfigError, VerifyOptions
 from model_discovery.gau import load_seed
 from model_discovery.runners import VerifyJob, make_runner
 from model_discovery.runners.worker import RESULT_FILE, decode_job
+from model_discovery.verify import VerifyResult
 
 beaker = pytest.importorskip("beaker")
 from beaker import beaker_pb2 as pb2  # noqa: E402
@@ -217,12 +218,16 @@ def _runner(tmp_path: Path, scripts: list[list[Any]], **fields: Any) -> tuple[Be
     return runner, client
 
 
+OK = {"design": "gpt2", "fingerprint": "f" * 16, "scale": "micro", "status": "ok",
+      "created_at": "2026-01-01T00:00:00+00:00"}
+
+
 def test_polls_until_finalized_then_reads_result(tmp_path: Path) -> None:
-    record = {"design": "gpt2", "scale": "micro", "status": "ok", "final_val_loss": 7.4}
+    record = {**OK, "final_val_loss": 7.4}
     runner, client = _runner(tmp_path, [["none", "queued", "running", "running", ("succeeded", record)]])
     job_id = runner.submit(_job(tmp_path))
     assert runner.experiment_id(job_id) == "ex0"
-    assert runner.wait(job_id) == record
+    assert runner.wait(job_id) == VerifyResult.model_validate(record)
     assert client.polls == 5
     name, spec = client.created[0]
     assert name.startswith("modis-verify-gpt2-micro-") and spec.budget == "ai2/oe-training"
@@ -235,31 +240,29 @@ def test_failures_come_back_as_records(tmp_path: Path) -> None:
                              resubmits=0)
     ids = [runner.submit(_job(tmp_path)) for _ in range(3)]
     failed = runner.wait(ids[0])
-    assert failed["status"] == "failed" and failed["error_kind"] == "beaker"
-    assert failed["error"].startswith("Beaker job job-ex0 of modis-verify-gpt2-micro-")
-    assert failed["error"].endswith("failed; exit code 137; OOMKilled")
-    assert "is not JSON" in runner.wait(ids[1])["error"]
+    assert failed.status == "failed" and failed.error_kind == "beaker"
+    assert failed.error.startswith("Beaker job job-ex0 of modis-verify-gpt2-micro-")
+    assert failed.error.endswith("failed; exit code 137; OOMKilled")
+    assert "is not JSON" in runner.wait(ids[1]).error
     timed_out = runner.wait(ids[2], timeout_s=0.05)
-    assert timed_out["error_kind"] == "timeout" and client.cancelled == ["ex2"]
-    assert all("\n" not in r for r in (failed["error"], timed_out["error"]))
+    assert timed_out.error_kind == "timeout" and client.cancelled == ["ex2"]
+    assert all("\n" not in r for r in (failed.error, timed_out.error))
 
 
 def test_preempted_job_is_resubmitted_once(tmp_path: Path) -> None:
-    record = {"design": "gpt2", "scale": "micro", "status": "ok"}
-    runner, client = _runner(tmp_path, [["running", "preempted"], ["queued", ("succeeded", record)]], resubmits=1)
-    assert runner.run([_job(tmp_path)]) == [record]
+    runner, client = _runner(tmp_path, [["running", "preempted"], ["queued", ("succeeded", OK)]], resubmits=1)
+    assert runner.run([_job(tmp_path)]) == [VerifyResult.model_validate(OK)]
     assert len(client.created) == 2
 
     runner, client = _runner(tmp_path, [["preempted"], ["preempted"]], resubmits=1)
     failed = runner.run([_job(tmp_path)])[0]
-    assert len(client.created) == 2 and "canceled (system_preemption)" in failed["error"]
+    assert len(client.created) == 2 and "canceled (system_preemption)" in failed.error
 
 
 def test_auto_resumed_job_is_awaited_not_resubmitted(tmp_path: Path) -> None:
-    record = {"design": "gpt2", "scale": "micro", "status": "ok"}
-    runner, client = _runner(tmp_path, [["running", "preempted", "queued", ("succeeded", record)]],
+    runner, client = _runner(tmp_path, [["running", "preempted", "queued", ("succeeded", OK)]],
                              auto_resume=True)
-    assert runner.run([_job(tmp_path)]) == [record]
+    assert runner.run([_job(tmp_path)]) == [VerifyResult.model_validate(OK)]
     assert len(client.created) == 1 and client.polls == 4
 
 
@@ -271,9 +274,9 @@ def test_creation_errors_are_failed_records(tmp_path: Path) -> None:
     client = Refusing(tmp_path, [])
     runner = BeakerRunner(TEMPLATE_DIR / "verify.yaml", client=client, sleep=lambda s: None)
     record = runner.run([_job(tmp_path)])[0]
-    assert record["status"] == "failed"
-    assert record["error"] == ("cannot create Beaker experiment: BeakerPermissionsError: "
-                               "no write access to workspace")
+    assert record.status == "failed"
+    assert record.error == ("cannot create Beaker experiment: BeakerPermissionsError: "
+                            "no write access to workspace")
 
 
 def test_make_runner_reads_the_template_named_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -287,6 +290,6 @@ def test_task_command_runs_a_real_verification(tmp_path: Path) -> None:
     """The rendered task's command, run as a process, verifies the job and writes the record."""
     runner, client = _runner(tmp_path, [["queued", "run"]])
     record = runner.run([_job(tmp_path)])[0]
-    assert record["status"] == "ok", record["error"]
-    assert record["design"] == "gpt2" and record["train"]["tokens"] == 4096
-    assert record["out_dir"] == str((tmp_path / "results-ex0" / "out").resolve())
+    assert record.status == "ok", record.error
+    assert record.design == "gpt2" and record.train.tokens == 4096
+    assert record.out_dir == str((tmp_path / "results-ex0" / "out").resolve())

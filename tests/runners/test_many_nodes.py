@@ -1,6 +1,6 @@
 """Many nodes, one tree: verification workers (real processes) share one PostgreSQL tree.
 
-Each worker runs ``python -m model_discovery.runners.worker serve``: select + claim (leases,
+Each worker runs ``modis serve``: select + claim (leases,
 bounded by the rung budget), a real tiny verification, ``add_result``. A first worker is
 SIGKILLed while holding a lease; the others must take that pick over once the lease expires,
 never verify a (design, scale) twice, and stop at the budget.
@@ -29,7 +29,7 @@ LEASE_TTL = 8.0
 
 
 def _worker(url: str, owner: str, run_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "model_discovery.runners.worker", "serve", "--tree-url", url,
+    cmd = [sys.executable, "-m", "model_discovery.cli", "serve", "--tree-url", url,
            "--run-dir", str(run_dir), "--scale", "micro", "--budget", f"micro={BUDGET}", "--owner", owner,
            "--lease-ttl", str(LEASE_TTL), "--train-tokens", "4096", "--no-eval", "--no-probes", "--no-wandb",
            "--exit-when-idle", "--poll", "1", "--runner", "local"]

@@ -14,7 +14,8 @@ import pytest
 
 from model_discovery.config import ConfigError, VerifyOptions
 from model_discovery.gau import load_seed
-from model_discovery.runners import VerifyJob, make_runner
+from model_discovery.runners import VerifyJob, execute_job, make_runner
+from model_discovery.verify import VerifyResult
 
 pytest.importorskip("ray")
 
@@ -53,10 +54,10 @@ def test_two_real_verifications(ray_local: None, tmp_path: Path, tiny: VerifyOpt
     jobs = [_job(tmp_path, "gpt2", tiny), _job(tmp_path, "llama", tiny)]
     records = runner.run(jobs)
     runner.close()
-    assert [r["design"] for r in records] == ["gpt2", "llama"]
+    assert [r.design for r in records] == ["gpt2", "llama"]
     for job, record in zip(jobs, records):
-        assert record["status"] == "ok", record["error"]
-        assert record["train"]["tokens"] == 4096
+        assert record.status == "ok", record.error
+        assert record.train.tokens == 4096
         assert (Path(job.out_dir) / "verify_result.json").is_file()
 
 
@@ -64,9 +65,7 @@ def test_two_real_verifications(ray_local: None, tmp_path: Path, tiny: VerifyOpt
 def test_worker_killed_once_is_retried_by_ray(ray_local: None, tmp_path: Path, tiny: VerifyOptions) -> None:
     marker = tmp_path / "first-attempt"
 
-    def dies_once(job: VerifyJob) -> dict:
-        from model_discovery.runners import execute_job
-
+    def dies_once(job: VerifyJob) -> VerifyResult:
         if not marker.exists():
             marker.write_text(str(os.getpid()))
             os._exit(17)  # the worker process dies mid-task, as on a lost node
@@ -75,54 +74,55 @@ def test_worker_killed_once_is_retried_by_ray(ray_local: None, tmp_path: Path, t
     runner = RayRunner(execute=dies_once, max_retries=1, resubmits=0)
     record = runner.run([_job(tmp_path, "gpt2", tiny)])[0]
     assert marker.exists()
-    assert record["status"] == "ok", record["error"]
-    assert record["final_val_loss"] is not None
+    assert record.status == "ok", record.error
+    assert record.final_val_loss is not None
 
 
 def test_lost_worker_is_resubmitted_then_reported(ray_local: None, tmp_path: Path, tiny: VerifyOptions) -> None:
     attempts = tmp_path / "attempts"
     attempts.mkdir()
 
-    def dies_once(job: VerifyJob) -> dict:
+    def dies_once(job: VerifyJob) -> VerifyResult:
         n = len(list(attempts.iterdir()))
         (attempts / str(n)).touch()
         if n == 0:
             os._exit(3)
-        return {"design": job.design.name, "status": "ok", "attempt": n}
+        return VerifyResult(design=job.design.name, fingerprint=job.design.fingerprint(), scale=job.scale,
+                            status="ok", warnings=[f"attempt {n}"])
 
-    def always_dies(job: VerifyJob) -> dict:
+    def always_dies(job: VerifyJob) -> VerifyResult:
         (attempts / f"x{time.time_ns()}").touch()
         os._exit(4)
 
     # Ray does not retry (max_retries=0): the runner's own resubmission brings the job through
     record = RayRunner(execute=dies_once, max_retries=0, resubmits=1).run([_job(tmp_path, "gpt2", tiny)])[0]
-    assert record == {"design": "gpt2", "status": "ok", "attempt": 1}
+    assert (record.design, record.status, record.warnings) == ("gpt2", "ok", ["attempt 1"])
 
     for f in attempts.iterdir():
         f.unlink()
     record = RayRunner(execute=always_dies, max_retries=0, resubmits=1).run([_job(tmp_path, "gpt2", tiny)])[0]
-    assert record["status"] == "failed" and record["error_kind"] == "node-lost"
-    assert record["error"].startswith("lost after 2 submission(s)") and "\n" not in record["error"]
+    assert record.status == "failed" and record.error_kind == "node-lost"
+    assert record.error.startswith("lost after 2 submission(s)") and "\n" not in record.error
     assert len(list(attempts.iterdir())) == 2
 
 
 def test_exceptions_and_timeouts_are_failed_records(ray_local: None, tmp_path: Path, tiny: VerifyOptions) -> None:
-    def raises(job: VerifyJob) -> dict:
+    def raises(job: VerifyJob) -> VerifyResult:
         raise OSError("disk\nfull")
 
-    def sleeps(job: VerifyJob) -> dict:
+    def sleeps(job: VerifyJob) -> VerifyResult:
         time.sleep(60)
-        return {}
+        raise AssertionError("cancelled before this")
 
     record = RayRunner(execute=raises).run([_job(tmp_path, "gpt2", tiny)])[0]
-    assert (record["status"], record["error_kind"], record["error"]) == ("failed", "exception", "OSError: disk full")
-    assert record["design"] == "gpt2" and record["scale"] == "micro"
+    assert (record.status, record.error_kind, record.error) == ("failed", "exception", "OSError: disk full")
+    assert record.design == "gpt2" and record.scale == "micro"
 
     runner = RayRunner(execute=sleeps)
     job_id = runner.submit(_job(tmp_path, "gpt2", tiny))
     t0 = time.monotonic()
     record = runner.wait(job_id, timeout_s=1.0)
     assert time.monotonic() - t0 < 30
-    assert record["error_kind"] == "timeout" and "cancelled" in record["error"]
+    assert record.error_kind == "timeout" and "cancelled" in record.error
     with pytest.raises(KeyError, match="unknown or already collected"):
         runner.wait(job_id)

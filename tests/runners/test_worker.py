@@ -1,4 +1,4 @@
-"""The verification worker's job transport, failed records and command line (fast paths)."""
+"""The verification worker's job transport, failed results and command line (fast paths)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pytest
 from model_discovery.config import VerifyOptions
 from model_discovery.gau import load_seed
 from model_discovery.runners import VerifyJob
-from model_discovery.runners.worker import (decode_job, encode_job, failed_record, main, one_line, run_job,
-                                            run_to_dir)
+from model_discovery.runners import failed_result
+from model_discovery.runners.base import run_job
+from model_discovery.runners.worker import decode_job, encode_job, main, one_line, run_to_dir
+from model_discovery.verify import VerifyResult
 
 
 @pytest.fixture
@@ -30,26 +32,24 @@ def test_job_survives_the_command_line_encoding(job: VerifyJob) -> None:
         decode_job("not base64!")
 
 
-def test_failed_record_has_the_verifier_shape(job: VerifyJob) -> None:
-    from model_discovery.verify import VerifyResult
-
-    record = failed_record(job, RuntimeError("node\n  lost"), kind="node-lost")
-    parsed = VerifyResult.model_validate(record)
+def test_failed_result_names_the_job_and_the_cause(job: VerifyJob) -> None:
+    parsed = failed_result(job, RuntimeError("node\n  lost"), kind="node-lost")
     assert (parsed.status, parsed.error, parsed.error_kind) == ("failed", "RuntimeError: node lost", "node-lost")
     assert parsed.fingerprint == job.design.fingerprint() and parsed.out_dir == job.out_dir
     assert len(one_line("x" * 1000)) == 500
 
 
-def test_exceptions_become_records_and_land_in_the_result_dir(job: VerifyJob, tmp_path: Path) -> None:
-    def broken(j: VerifyJob) -> dict:
+def test_exceptions_become_results_and_land_in_the_result_dir(job: VerifyJob, tmp_path: Path) -> None:
+    def broken(j: VerifyJob) -> VerifyResult:
         raise MemoryError("cannot allocate")
 
-    assert run_job(job, broken)["error"] == "MemoryError: cannot allocate"
+    assert run_job(job, broken).error == "MemoryError: cannot allocate"
+    assert run_job(job, lambda j: {"status": "ok"}).error.startswith("malformed result record")
     bad = job.model_copy(update={"scale": "no-such-rung"})
-    record = run_to_dir(bad, tmp_path / "results")
-    stored = json.loads((tmp_path / "results" / "result.json").read_text())
-    assert stored == record and record["status"] == "failed"
-    assert "no-such-rung" in record["error"]
+    result = run_to_dir(bad, tmp_path / "results")
+    stored = VerifyResult.model_validate_json((tmp_path / "results" / "result.json").read_text())
+    assert stored == result and result.status == "failed"
+    assert "no-such-rung" in result.error
 
 
 def test_command_line_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,6 +60,6 @@ def test_command_line_errors_are_one_line(tmp_path: Path, capsys: pytest.Capture
     assert err == f"error: {bad}: field design: Field required\n"
     assert main(["run", "--job", str(tmp_path / "missing.json"), "--result-dir", str(tmp_path)]) == 2
     assert "cannot read job" in capsys.readouterr().err
-    proc = subprocess.run([sys.executable, "-m", "model_discovery.runners.worker", "serve", "--budget", "micro"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "model_discovery.cli", "serve", "--budget", "micro",
+                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--budget 'micro': expected SCALE=N" in proc.stderr
