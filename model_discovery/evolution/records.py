@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from model_discovery.agents.types import Proposal, Review
 from model_discovery.gau.design import Design
 
-DesignStatus = Literal["proposed", "checked", "failed", "verified"]
 STATUSES: tuple[str, ...] = ("proposed", "checked", "failed", "verified")
 EdgeKind = Literal["parent", "reference"]
 

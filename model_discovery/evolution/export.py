@@ -1,0 +1,115 @@
+"""Export and import of a whole tree as JSON Lines, one record a line tagged by ``kind``.
+
+* An export is one read transaction, written to a temporary file renamed into place: a 'meta'
+  line, the designs in insertion order (parents before children), the results, the budgets.
+* An import is idempotent: designs already present (same fingerprint) are skipped, the others
+  added one transaction each with their stored times, results upserted, budgets set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from model_discovery.evolution.designs import Artefact, DesignsMixin
+from model_discovery.evolution.leases import LeasesMixin
+from model_discovery.evolution.results import ResultsMixin
+from model_discovery.evolution.schema import (SCHEMA_VERSION, BudgetRow, CheckRow, DesignRow, EdgeRow,
+                                              ProposalRow, ResultRow, ReviewRow)
+from model_discovery.evolution.store import TreeError, _pairs
+from model_discovery.gau.design import Design
+
+
+#: what an exported design carries besides its row: (key, table, columns besides the JSON ``data``)
+_ARTEFACTS: tuple[tuple[str, type[Artefact], tuple[str, ...]], ...] = (
+    ("proposals", ProposalRow, ("created_at",)),
+    ("reviews", ReviewRow, ("rating", "accept", "created_at")),
+    ("checks", CheckRow, ("passed", "seconds", "created_at")))
+
+
+class ExportMixin(DesignsMixin, ResultsMixin, LeasesMixin):
+    """Writing the tree to a JSONL file and loading one back (built on designs, results, budgets)."""
+
+    def export(self, path: str | Path) -> int:
+        """Write the whole tree as JSON Lines (designs in insertion order, then results, budgets).
+
+        Returns the number of designs written.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        n = 0
+        with self._tx() as s, tmp.open("w") as fh:
+            fh.write(json.dumps({"kind": "meta", "schema_version": SCHEMA_VERSION}) + "\n")
+            names = _pairs(s.execute(select(DesignRow.id, DesignRow.name)))
+            refs: dict[int, list[str]] = defaultdict(list)
+            for c, p in s.execute(select(EdgeRow.child_id, EdgeRow.parent_id).where(EdgeRow.kind == "reference")
+                                  .order_by(EdgeRow.parent_id)):
+                refs[c].append(names[p])
+            for row in s.scalars(select(DesignRow).order_by(DesignRow.id)):
+                item = {"kind": "design", "name": row.name, "fingerprint": row.fingerprint,
+                        "design": json.loads(row.design_json), "status": row.status, "created_at": row.created_at,
+                        "operator": row.operator, "generation": row.generation, "references": refs[row.id]}
+                for key, table, columns in _ARTEFACTS:
+                    item[key] = [{"data": json.loads(a.data), **{c: getattr(a, c) for c in columns}}
+                                 for a in self._artefacts(s, table, row.id)]
+                fh.write(json.dumps(item, sort_keys=True) + "\n")
+                n += 1
+            for r in s.scalars(select(ResultRow).order_by(ResultRow.id)):
+                fh.write(json.dumps({"kind": "result", "design": names[r.design_id], "scale": r.scale,
+                                     "record": json.loads(r.data), "fitness": r.fitness, "status": r.status,
+                                     "fitness_se": r.fitness_se, "seeds": r.seeds,
+                                     "created_at": r.created_at}, sort_keys=True) + "\n")
+            for b in s.scalars(select(BudgetRow).order_by(BudgetRow.scale)):
+                fh.write(json.dumps({"kind": "budget", "scale": b.scale, "limit": b.limit}) + "\n")
+        tmp.replace(path)
+        return n
+
+    def import_(self, path: str | Path) -> int:
+        """Load a JSONL export; designs already present (same fingerprint) are skipped.
+
+        Returns the number of designs added. Results are upserted, budgets set.
+        """
+        path = Path(path)
+        added = 0
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise TreeError(f"{path}: cannot read tree export: {exc.strerror}") from None
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                kind = item["kind"]
+            except (ValueError, KeyError, TypeError):
+                raise TreeError(f"{path}:{lineno}: not a tree export line") from None
+            if kind == "design":
+                design = Design.model_validate(item["design"])
+                fp = design.fingerprint()
+                try:
+                    with self._tx(write=True) as s:
+                        if s.scalar(select(DesignRow.id).where(DesignRow.fingerprint == fp)) is not None:
+                            continue
+                        artefacts = [table(data=json.dumps(a["data"], sort_keys=True), **{c: a[c] for c in columns})
+                                     for key, table, columns in _ARTEFACTS for a in item[key]]
+                        self._insert_design(s, design, fingerprint=fp, status=item["status"], operator=item["operator"],
+                                            references=item.get("references", []), strict_references=False,
+                                            artefacts=artefacts, created_at=item["created_at"],
+                                            generation=item["generation"])
+                    added += 1
+                except IntegrityError:
+                    if not self.has_fingerprint(fp):
+                        raise TreeError(f"{path}:{lineno}: design {design.name!r} conflicts with the tree") from None
+            elif kind == "result":
+                self.add_result(item["design"], item["scale"], item["record"], item["fitness"], item["status"],
+                                fitness_se=item.get("fitness_se"), seeds=item.get("seeds", 1))
+            elif kind == "budget":
+                self.set_budget(item["scale"], item["limit"])
+            elif kind != "meta":
+                raise TreeError(f"{path}:{lineno}: unknown record kind {kind!r}")
+        return added
