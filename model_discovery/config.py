@@ -53,13 +53,13 @@ class VerifyOptions(BaseModel):
     seed: int = Field(0, ge=0, description="first training seed (replicates use seed, seed + 1, ...)")
     replicates: int = Field(1, ge=1, le=16, description="training seeds per verification; the record holds "
                             "their means (less noisy fitness, proportionally more compute)")
-    data: dict[str, Any] = Field(default_factory=dict, description="corpus settings (verify.data.DataConfig); "
+    data: dict[str, Any] = Field(default_factory=dict, description="corpus settings (train.corpus.DataConfig); "
                                  "{} = the local standard-library corpus")
 
     @field_validator("data")
     @classmethod
     def _data_config(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from model_discovery.verify.data import DataConfig
+        from model_discovery.train.corpus import DataConfig
 
         return DataConfig.model_validate(v).model_dump(mode="json", exclude_defaults=True) if v else v
 

@@ -131,7 +131,7 @@ def _worker_init() -> None:
 
     torch.set_num_threads(1)
     global _DATA
-    from model_discovery.verify.data import load_token_data
+    from model_discovery.train.corpus import load_token_data
     from model_discovery.gau import get_scale
 
     _DATA = load_token_data(get_scale("micro").vocab_size)
@@ -140,7 +140,7 @@ def _worker_init() -> None:
 def train_one(job: tuple[dict, int, int, float]) -> list[dict]:
     """Train one design with one seed; rows for every fidelity (runs in a worker)."""
     from model_discovery.gau import Design, build_lm, get_scale
-    from model_discovery.verify.trainer import TrainConfig, train
+    from model_discovery.train.loop import TrainConfig, train
 
     row, seed, train_tokens, bytes_per_token = job
     scale = get_scale("micro")
@@ -176,7 +176,7 @@ def train_one(job: tuple[dict, int, int, float]) -> list[dict]:
 def bytes_per_token() -> float:
     """Bytes of validation text per validation token (to turn nats/token into bits/byte)."""
     from model_discovery.gau import get_scale
-    from model_discovery.verify.data import corpus_dir, load_token_data
+    from model_discovery.train.corpus import corpus_dir, load_token_data
 
     data = load_token_data(get_scale("micro").vocab_size)
     meta = json.loads((corpus_dir() / "meta.json").read_text())

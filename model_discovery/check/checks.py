@@ -22,7 +22,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from model_discovery.check.data import check_tokens
 from model_discovery.check.dynamic import DESIGN_CHECKS
 from model_discovery.check.judge import JUDGE_CHECKS
 from model_discovery.check.report import CheckConfig, CheckReport, CheckResult, format_report
@@ -30,6 +29,7 @@ from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits
 from model_discovery.gau.compose import compile_design
 from model_discovery.gau.design import Design, DesignError, used_slots
 from model_discovery.gau.scales import ScaleConfig, get_scale
+from model_discovery.train.corpus import load_token_data
 
 EXPORT_TARGET = "model_discovery.check.dynamic:export_design"
 JUDGE_TARGET = "model_discovery.check.judge:judge_design"
@@ -215,7 +215,8 @@ def run_dynamic(design: Design, source: str, scale: ScaleConfig, limits: Sandbox
     Two sandboxed children: :func:`~model_discovery.check.dynamic.export_design` (design code,
     may write only the graph directory) and :func:`~model_discovery.check.judge.judge_design`
     (no design code; reads the graph as data). Sandbox failures become failing checks. With
-    ``timeout_s`` both children together get that many wall-clock seconds.
+    ``timeout_s`` both children together get that many wall-clock seconds. The judge reads the
+    corpus's tokens at the rung's vocabulary, built here (under ``cache_dir`` when given).
     """
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
 
@@ -224,11 +225,9 @@ def run_dynamic(design: Design, source: str, scale: ScaleConfig, limits: Sandbox
             return lim
         return lim.model_copy(update={"wall_time_s": max(0.5, deadline - time.monotonic())})
 
-    tokens = check_tokens(scale.vocab_size, cache_dir=cache_dir)
-    inputs = Path(tempfile.mkdtemp(prefix="modis-check-in-"))
+    data = load_token_data(scale.vocab_size, cache_dir=cache_dir)
     graph_dir = Path(tempfile.mkdtemp(prefix="modis-check-graph-"))
     try:
-        train_path, val_path = tokens.write(inputs)
         export = {"design": design.model_dump(mode="json"), "source": source, "scale": scale.model_dump(mode="json"),
                   "allowed_imports": list(limits.allowed_imports), "seed": config.seed,
                   "shapes": graph_shapes(scale, config.train_batch), "graph_dir": str(graph_dir)}
@@ -236,17 +235,16 @@ def run_dynamic(design: Design, source: str, scale: ScaleConfig, limits: Sandbox
         results = _sandbox_results(outcome, design, DESIGN_CHECKS)
         if outcome.ok and all(r.passed for r in results) and any(r.name == "export" for r in results):
             judge = {"graph_dir": str(graph_dir), "scale": scale.model_dump(mode="json"),
-                     "config": config.model_dump(mode="json"), "train_path": str(train_path),
-                     "val_path": str(val_path), "only": only, "causality_seed": secrets.randbelow(2**31)}
+                     "config": config.model_dump(mode="json"), "data_dir": str(data.path), "only": only,
+                     "causality_seed": secrets.randbelow(2**31)}
             outcome = run_sandboxed(JUDGE_TARGET, judge, within(limits.model_copy(update={
-                "readable_paths": [*limits.readable_paths, inputs, graph_dir], "writable_dirs": []})))
+                "readable_paths": [*limits.readable_paths, data.path, graph_dir], "writable_dirs": []})))
             results += _sandbox_results(outcome, design, ("graph", *JUDGE_CHECKS))
     finally:
-        shutil.rmtree(inputs, ignore_errors=True)
         shutil.rmtree(graph_dir, ignore_errors=True)
     for r in results:
         if r.name == "effectiveness":
-            r.figures["tokens"] = tokens.source
+            r.figures["tokens"] = data.path.name
     return results, outcome
 
 

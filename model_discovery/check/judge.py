@@ -24,6 +24,8 @@ from model_discovery.check.report import CheckConfig
 from model_discovery.check.runner import CheckRunner
 from model_discovery.check.sandbox import report
 from model_discovery.gau.scales import ScaleConfig
+from model_discovery.train.corpus import TokenData
+from model_discovery.train.loop import TrainConfig, Trainer, TrainingError, fit, get_batch
 
 JUDGE_CHECKS: tuple[str, ...] = ("params", "forward", "causality", "gradients", "speed_memory", "effectiveness")
 
@@ -40,15 +42,13 @@ def sandbox_warmup(threads: int = 1) -> None:
     """Load what the checks use before lockdown (no tracing: the judge only runs graphs)."""
     torch.set_num_threads(max(1, int(threads)))
     lin = torch.nn.Linear(8, 8)
-    opt = torch.optim.AdamW(lin.parameters(), lr=1e-3)
     x = torch.randn(2, 4, 8)
     with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
-        loss = F.cross_entropy(lin(x).reshape(-1, 8), torch.zeros(8, dtype=torch.long))
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(lin.parameters(), 1.0)
-    opt.step()
+        F.cross_entropy(lin(x).reshape(-1, 8), torch.zeros(8, dtype=torch.long)).backward()
+    trainer = Trainer(torch.nn.Sequential(torch.nn.Embedding(8, 8), lin),
+                      TrainConfig(max_steps=1, batch_size=2, context_len=4, lr=1e-3, device="cpu", progress=False))
+    fit(trainer, lambda step: trainer.batch(np.arange(16, dtype=np.uint16) % 8, step))
     lin.double()(torch.randn(1, 8, dtype=torch.float64))
-    np.load  # noqa: B018 - numpy is imported before lockdown
     import safetensors.torch  # noqa: F401 - the weights reader
 
 
@@ -56,13 +56,6 @@ def _describe(exc: BaseException) -> tuple[str, dict[str, Any]]:
     if isinstance(exc, (CheckFailed, CausalityLeak)):
         return str(exc), exc.figures
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", {}
-
-
-def _batch(tokens: np.ndarray, batch: int, T: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    starts = rng.integers(0, len(tokens) - T - 1, size=batch)
-    rows = np.stack([np.asarray(tokens[s:s + T + 1], dtype=np.int64) for s in starts])
-    t = torch.from_numpy(rows)
-    return t[:, :-1].contiguous(), t[:, 1:].contiguous()
 
 
 def _first_nonfinite(lm: GraphLM, idx: torch.Tensor) -> str:
@@ -103,7 +96,7 @@ def judge_design(payload: dict[str, Any]) -> dict[str, Any]:
     """Sandbox target: judge one exported design (see module docstring).
 
     payload: ``graph_dir`` (the bundle), ``scale`` (ScaleConfig dict), ``config`` (CheckConfig
-    dict), ``train_path``/``val_path`` (``.npy`` tokens), ``causality_seed`` (fresh per run),
+    dict), ``data_dir`` (a built token directory, read only), ``causality_seed`` (fresh per run),
     ``only`` (optional check names). Returns ``{"checks": [CheckResult dicts]}``.
     """
     scale = ScaleConfig.model_validate(payload["scale"])
@@ -112,11 +105,10 @@ def judge_design(payload: dict[str, Any]) -> dict[str, Any]:
     V, T = scale.vocab_size, scale.context_len
     runner = CheckRunner(_describe)
     state: dict[str, Any] = {}
-    rng = np.random.default_rng(cfg.seed)
 
     def tokens(kind: str) -> np.ndarray:
         if kind not in state:
-            arr = np.load(payload[f"{kind}_path"], mmap_mode="r")
+            arr = TokenData.open(payload["data_dir"]).split(kind)
             if int(arr.max()) >= V:
                 raise CheckFailed(f"{kind} tokens exceed the vocabulary of {V}")
             state[kind] = arr
@@ -172,7 +164,7 @@ def judge_design(payload: dict[str, Any]) -> dict[str, Any]:
     def gradients() -> dict[str, Any]:
         model = state["model"]
         model.zero_grad(set_to_none=True)
-        x, y = _batch(tokens("train"), 4, T, rng)
+        x, y = get_batch(tokens("train"), 4, T, (cfg.seed,), torch.device("cpu"))
         torch.manual_seed(cfg.seed)
         loss = model.loss(x, y)
         if not torch.isfinite(loss):
@@ -223,35 +215,20 @@ def judge_design(payload: dict[str, Any]) -> dict[str, Any]:
                 "train_mem_bytes": int(act + 4 * param_bytes), "batch": B, "seq": T}
 
     def effectiveness() -> dict[str, Any]:
-        model = state["model"]
-        model.zero_grad(set_to_none=True)
-        vx, vy = _batch(tokens("val"), cfg.train_batch, T, np.random.default_rng(cfg.seed + 3))
-
-        def evaluate() -> float:
-            model.eval()
-            with torch.no_grad():
-                val = float(model.loss(vx, vy))
-            model.train()
-            return val
-
-        before = evaluate()
-        opt = torch.optim.AdamW(model.parameters(), lr=scale.lr, betas=(0.9, 0.95), weight_decay=0.1)
-        losses = []
-        for step in range(cfg.train_steps):
-            x, y = _batch(tokens("train"), cfg.train_batch, T, rng)
-            loss = model.loss(x, y)
-            if not torch.isfinite(loss):
-                raise CheckFailed(f"training loss became {float(loss)} at step {step}",
-                                  {"loss_before": before, "losses": losses})
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(round(float(loss), 4))
-        after = evaluate()
+        # the verification trainer's loop at a constant learning rate (no warmup, no decay)
+        state["model"].zero_grad(set_to_none=True)
+        trainer = Trainer(state["model"], TrainConfig(
+            max_steps=cfg.train_steps, batch_size=cfg.train_batch, context_len=T, lr=scale.lr, min_lr_ratio=1.0,
+            device="cpu", dtype="float32", seed=cfg.seed, progress=False))
+        before = trainer.evaluate(tokens("val"), 1)
+        try:
+            losses = fit(trainer, lambda step: trainer.batch(tokens("train"), step))
+        except TrainingError as exc:
+            raise CheckFailed(str(exc), {"loss_before": before}) from exc
+        after = trainer.evaluate(tokens("val"), 1)
         rel = (before - after) / before if before > 0 else 0.0
         figures = {"loss_before": before, "loss_after": after, "rel_drop": rel, "steps": cfg.train_steps,
-                   "first_train_loss": losses[0], "last_train_loss": losses[-1]}
+                   "first_train_loss": round(losses[0], 4), "last_train_loss": round(losses[-1], 4)}
         if not math.isfinite(after):
             raise CheckFailed(f"held-out loss is {after} after {cfg.train_steps} steps", figures)
         if rel < cfg.min_rel_loss_drop:

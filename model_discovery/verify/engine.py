@@ -21,11 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from model_discovery.errors import one_line
 from model_discovery.gau.design import Design, DesignError
 from model_discovery.gau.scales import ScaleConfig, get_scale
-from model_discovery.verify.data import DataConfig, cache_root, load_token_data
+from model_discovery.train.corpus import DataConfig, TokenData, cache_root, corpus_documents, load_token_data
+from model_discovery.train.loop import TrainConfig, TrainResult, peak_memory_bytes, train
 from model_discovery.verify.result import VerifyResult
-from model_discovery.errors import one_line
 
 log = logging.getLogger(__name__)
 SANDBOX_TARGET = "model_discovery.verify.engine:sandbox_entry"
@@ -104,9 +105,6 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
     from model_discovery.check.causality import CausalityLeak, test_causality
     from model_discovery.check.graph import load_graph_lm
     from model_discovery.check.report import CheckConfig
-    from model_discovery.verify.data import TokenData, corpus_documents
-    from model_discovery.verify.trainer import TrainConfig, train
-
     scale = ScaleConfig.model_validate(payload["scale"])
     data = TokenData.open(payload["data_dir"])
     out_dir = Path(payload["out_dir"])
@@ -173,9 +171,6 @@ def _floats(scores: Any) -> dict[str, float]:
 def _graph_payload(payload: dict[str, Any], graph_dir: Path) -> dict[str, Any]:
     """Add what the export needs: the vocabulary, micro-batch and random shorter length."""
     import secrets
-
-    from model_discovery.verify.data import TokenData
-    from model_discovery.verify.trainer import TrainConfig
 
     scale = ScaleConfig.model_validate(payload["scale"])
     vocab = max(scale.vocab_size, TokenData.open(payload["data_dir"]).vocab_size)
@@ -272,7 +267,6 @@ def sandbox_warmup(threads: int = 1) -> None:
     import torch  # noqa: F401
     import tqdm.auto  # noqa: F401
 
-    import model_discovery.verify.trainer  # noqa: F401
     from model_discovery.gau import compose  # noqa: F401
 
     torch.set_num_threads(max(1, int(threads)))
@@ -313,8 +307,6 @@ def _execute_in_process(payload: dict[str, Any], out_dir: Path
     import tempfile
 
     import torch
-
-    from model_discovery.verify.trainer import peak_memory_bytes
 
     t0 = time.perf_counter()
     graph_dir = Path(tempfile.mkdtemp(prefix="modis-verify-graph-"))
@@ -401,8 +393,6 @@ def _record(base: dict[str, Any], runs: list[tuple[int, Path, dict[str, Any]]], 
     from statistics import fmean, stdev
 
     from model_discovery.verify.result import Replicate
-    from model_discovery.verify.trainer import TrainResult
-
     trains = [TrainResult.model_validate(result["train"]) for _, _, result in runs]
     train, first = trains[0], runs[0][2]
     peak = train.peak_memory_bytes if train.device.startswith("cuda") else max(train.peak_memory_bytes, peak_rss)

@@ -25,21 +25,20 @@ steps and seed give the same scores.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_discovery.gau.compose import build_lm
 from model_discovery.gau.design import Design
 from model_discovery.gau.scales import ScaleConfig
+from model_discovery.train.loop import TrainConfig, Trainer, fit
 
-IGNORE = -100
+IGNORE = -100  # targets the loss does not score (cross-entropy's ignore index)
 # Probe vocabulary layout (64 ids).
 BLANK, SEP, COPY = 0, 1, 2
 KEYS = (4, 20)        # 16 keys
@@ -74,9 +73,16 @@ class ProbeConfig(BaseModel):
     threads: int | None = Field(1, description="torch CPU threads while probing (tiny models run best "
                                 "on one; None: leave as is)")
 
+    def train_config(self) -> TrainConfig:
+        """The trainer's settings of one probe: warmup over ``warmup_frac`` of the steps, then cosine
+        decay to zero, on the CPU."""
+        return TrainConfig(max_steps=self.steps, batch_size=self.batch_size, context_len=self.seq_len, lr=self.lr,
+                           min_lr_ratio=0.0, warmup_steps=max(1, int(self.warmup_frac * self.steps)),
+                           weight_decay=self.weight_decay, beta2=0.98, device="cpu", dtype="float32",
+                           progress=False)
 
-@dataclass(frozen=True)
-class ProbeBatch:
+
+class ProbeBatch(NamedTuple):
     """Inputs ``(n, T)`` and targets ``(n, T)`` (``IGNORE`` where a position is not scored)."""
 
     inputs: torch.Tensor
@@ -238,17 +244,10 @@ class _ProbeModel(nn.Module):
         super().__init__()
         self.lm, self.head = lm, compression
 
-    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.head is None:
             return self.lm(inputs)
         return self.head(self.lm.hidden_states(inputs)[:, -1])
-
-
-def _lr(step: int, steps: int, cfg: ProbeConfig) -> float:
-    warm = max(1, int(cfg.warmup_frac * steps))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
 
 LMFactory = Callable[[str], nn.Module]
@@ -282,19 +281,7 @@ def train_probe(make_lm: LMFactory, name: str, scale: ScaleConfig, cfg: ProbeCon
     head = CompressionHead(scale.d_model, compression_length(cfg.seq_len), PROBE_VOCAB) \
         if name == "compression" else None
     model = _ProbeModel(lm, head)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    for step in range(cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, cfg.steps, cfg)
-        batch = gen(data_rng, cfg.batch_size, cfg.seq_len)
-        logits = model.logits(batch.inputs)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.targets.reshape(-1),
-                               ignore_index=IGNORE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+    fit(Trainer(model, cfg.train_config()), lambda step: gen(data_rng, cfg.batch_size, cfg.seq_len))
     if after_training is not None:
         after_training(lm)
     model.eval()
@@ -303,7 +290,7 @@ def train_probe(make_lm: LMFactory, name: str, scale: ScaleConfig, cfg: ProbeCon
     with torch.inference_mode():
         for lo in range(0, cfg.eval_examples, 64):
             inputs, targets = held.inputs[lo: lo + 64], held.targets[lo: lo + 64]
-            pred = model.logits(inputs).argmax(-1)
+            pred = model(inputs).argmax(-1)
             mask = targets != IGNORE
             correct += int((pred[mask] == targets[mask]).sum())
             total += int(mask.sum())

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_discovery.verify.trainer import TrainResult
+from model_discovery.train.loop import TrainResult
 
 RESULT_NAME = "verify_result.json"
 

@@ -20,7 +20,7 @@ from model_discovery.config import SystemConfig
 from model_discovery.evolution import EvolutionTree
 from model_discovery.gau import Design, catalogue, list_seeds, load_seed
 from model_discovery.verify.result import VerifyResult
-from model_discovery.verify.trainer import TrainResult
+from model_discovery.train.loop import TrainResult
 
 APP_DIR = Path(__file__).resolve().parents[2] / "model_discovery" / "app"
 MAIN = APP_DIR / "main.py"

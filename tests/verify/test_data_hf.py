@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_discovery.verify.data import DataConfig, DataError, load_token_data
+from model_discovery.train.corpus import DataConfig, DataError, load_token_data
 
 WORDS = ("the cat sat on a mat while the dog ran over hills and rivers under a quiet moon "
          "people build models that learn language from text one token at a time").split()

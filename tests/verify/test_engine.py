@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from model_discovery.gau import Design, ScaleConfig, UnitSpec, load_seed
-from model_discovery.verify.data import DataConfig
+from model_discovery.train.corpus import DataConfig
 from model_discovery.verify.engine import _execute_in_process, _verify, sandbox_limits, verify_command, verify_design
 from model_discovery.verify.result import RESULT_NAME, VerifyResult
 

@@ -32,7 +32,7 @@ from lm_eval.api.registry import register_model
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from model_discovery.verify.tokenizer import eot_id as tokenizer_eot_id
+from model_discovery.train.tokenizer import eot_id as tokenizer_eot_id
 
 log = logging.getLogger(__name__)
 

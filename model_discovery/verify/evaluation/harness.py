@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tokenizers import Tokenizer
 
 from model_discovery.gau.scales import ScaleConfig
+from model_discovery.train.corpus import DataError, corpus_documents
 from model_discovery.verify.evaluation.adapter import ModisLM
 from model_discovery.verify.evaluation.local_tasks import (DEFAULT_LOCAL_TASKS, LOCAL_TASKS, LocalTaskConfig,
                                                           write_local_tasks)
@@ -137,8 +138,6 @@ def flatten_results(results: dict[str, Any]) -> dict[str, float]:
 
 
 def _held_out_documents(data_config: Any = None) -> list[str]:
-    from model_discovery.verify.data import DataError, corpus_documents
-
     try:
         return list(corpus_documents("test", data_config))
     except DataError as exc:

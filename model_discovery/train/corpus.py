@@ -1,4 +1,4 @@
-"""Training corpus and token streams for verification.
+"""The corpus: text and token streams for verification and the checker's effectiveness check.
 
 Two sources, chosen by :class:`DataConfig`:
 
@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tokenizers import Tokenizer
 
-from model_discovery.verify.tokenizer import MAX_UINT16_VOCAB, eot_id, load_tokenizer, train_bpe
+from model_discovery.train.tokenizer import MAX_UINT16_VOCAB, eot_id, load_tokenizer, train_bpe
 
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")

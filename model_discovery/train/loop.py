@@ -1,12 +1,16 @@
-"""The verification trainer: a nanoGPT-style loop for any ``model(idx) -> logits`` LM.
+"""The one training loop: a nanoGPT-style loop for any ``model(idx) -> logits`` LM.
 
 AdamW (weight decay on 2-D parameters only), linear warmup then cosine decay, gradient clipping,
 gradient accumulation, bf16 autocast on CUDA and fp32 on CPU by default, optional ``torch.compile``
-(which falls back to eager, saying why in :class:`TrainResult`, when compiling fails).
-Batches are random windows of the train stream drawn from an RNG seeded by ``(seed, step)``, so
-a run is deterministic, gradient accumulation splits the same batch, and a resumed run sees
-exactly the batches the uninterrupted run would have seen. Checkpoints (model, optimizer, step, curves, RNG states) go to
-``<run_dir>/checkpoint.pt``; calling :func:`train` again with the same run dir resumes.
+(which falls back to eager, saying why in :class:`TrainResult`, when compiling fails). A
+:class:`Trainer` holds that setup and takes one optimizer step at a time; :func:`train` runs a
+verification on token streams and :func:`fit` a short run on any batches (the checker's
+effectiveness check, the synthetic probes).
+Batches of :func:`train` are random windows of the train stream drawn from an RNG seeded by
+``(seed, step)``, so a run is deterministic, gradient accumulation splits the same batch, and a
+resumed run sees exactly the batches the uninterrupted run would have seen. Checkpoints (model,
+optimizer, step, curves, RNG states) go to ``<run_dir>/checkpoint.pt``; calling :func:`train`
+again with the same run dir resumes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import random
 import resource
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 WEIGHTS_NAME = "model.safetensors"
 CurvePoint = tuple[int, int, float]  # (step, tokens seen, loss)
+BatchAt = Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # step -> (inputs, targets)
 
 
 class TrainingError(RuntimeError):
@@ -144,12 +150,6 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
-    if config.dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
-
-
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with weight decay on parameters of two or more dimensions only."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -171,25 +171,22 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * progress))
 
 
-def sample_windows(tokens: np.ndarray, n: int, context_len: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random windows of ``context_len + 1`` tokens, as an int64 array (n, context_len + 1)."""
+def get_batch(tokens: np.ndarray, n: int, context_len: int, key: tuple[int, ...],
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-token targets of ``n`` random windows of ``tokens``, drawn by an RNG seeded
+    with ``key`` (deterministic)."""
     if tokens.size < context_len + 2:
         raise TrainingError(f"token stream of {tokens.size} tokens is shorter than one window "
                             f"of {context_len + 1}")
-    starts = rng.integers(0, tokens.size - context_len - 1, size=n)
-    return tokens[starts[:, None] + np.arange(context_len + 1)].astype(np.int64)
-
-
-def get_batch(tokens: np.ndarray, n: int, context_len: int, key: tuple[int, ...],
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and next-token targets of the batch identified by ``key`` (deterministic)."""
-    win = torch.from_numpy(sample_windows(tokens, n, context_len, np.random.default_rng(list(key))))
+    starts = np.random.default_rng(list(key)).integers(0, tokens.size - context_len - 1, size=n)
+    win = torch.from_numpy(tokens[starts[:, None] + np.arange(context_len + 1)].astype(np.int64))
     if device.type == "cuda":
         win = win.pin_memory().to(device, non_blocking=True)
     return win[:, :-1], win[:, 1:]
 
 
 def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``model(x)`` against ``y`` (targets of -100 are not scored)."""
     logits = model(x)
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
 
@@ -199,21 +196,6 @@ def peak_memory_bytes(device: torch.device) -> int:
         return int(torch.cuda.max_memory_allocated(device))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
-
-
-@torch.no_grad()
-def evaluate_loss(model: nn.Module, tokens: np.ndarray, config: TrainConfig, n_batches: int,
-                  device: torch.device, autocast: Any) -> float:
-    """Mean next-token loss over ``n_batches`` fixed micro-batches of ``tokens``."""
-    was_training = model.training
-    model.eval()
-    total = torch.zeros((), device=device)
-    for b in range(n_batches):
-        x, y = get_batch(tokens, config.micro_size, config.context_len, (1_000_003, b), device)
-        with autocast:
-            total += lm_loss(model, x, y).float()
-    model.train(was_training)
-    return float(total.item() / n_batches)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -288,6 +270,93 @@ def _progress(config: TrainConfig, initial: int) -> Any:
 
 
 # -- the loop ----------------------------------------------------------------------------------
+class Trainer:
+    """A model set up to train under ``config`` (device, precision, optimizer, compiled forward);
+    :meth:`step` is the optimizer step of every training run."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and self.device.type == "cuda")
+        self.dtype = torch.bfloat16 if bf16 else torch.float32
+        self.autocast = (torch.autocast(device_type=self.device.type, dtype=self.dtype)
+                         if self.dtype != torch.float32 else nullcontext())
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.model = model.to(self.device)
+        model.train()
+        self.optimizer = make_optimizer(model, config, self.device)
+        self.fwd: nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
+        self.fallback: str | None = None  # why the compiled forward fell back to eager
+
+    def batch(self, tokens: np.ndarray, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of optimizer step ``step``: random windows of ``tokens`` (deterministic)."""
+        return get_batch(tokens, self.config.batch_size, self.config.context_len, (self.config.seed, step),
+                         self.device)
+
+    def step(self, step: int, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """Optimizer step number ``step`` on the batch (learning rate from :func:`lr_at`, gradient
+        accumulation, clipping); returns the step's mean loss as a tensor (no device sync)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(step, self.config)
+        xs, ys = xs.to(self.device), ys.to(self.device)
+        try:
+            return self._accumulate(self.fwd, xs, ys)
+        except Exception as exc:
+            if self.fwd is self.model:
+                raise
+            self.fallback = one_line(exc)
+            log.warning("torch.compile failed, training eagerly: %s", self.fallback)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.fwd = self.model
+            return self._accumulate(self.fwd, xs, ys)
+
+    def _accumulate(self, fwd: nn.Module, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        loss_sum = torch.zeros((), device=self.device)
+        for micro in range(config.grad_accum):
+            rows = slice(micro * config.micro_size, (micro + 1) * config.micro_size)
+            with self.autocast:
+                loss = lm_loss(fwd, xs[rows], ys[rows]) / config.grad_accum
+            loss.backward()
+            loss_sum += loss.detach()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(fwd.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_sum
+
+    @torch.no_grad()
+    def evaluate(self, tokens: np.ndarray, n_batches: int) -> float:
+        """Mean next-token loss over ``n_batches`` fixed micro-batches of ``tokens``."""
+        model, config = self.model, self.config
+        was_training = model.training
+        model.eval()
+        total = torch.zeros((), device=self.device)
+        for b in range(n_batches):
+            x, y = get_batch(tokens, config.micro_size, config.context_len, (1_000_003, b), self.device)
+            with self.autocast:
+                total += lm_loss(model, x, y).float()
+        model.train(was_training)
+        return float(total.item() / n_batches)
+
+
+def fit(trainer: Trainer, batch_at: BatchAt) -> list[float]:
+    """Run all ``max_steps`` steps of ``trainer`` on ``batch_at(step)``; return each step's loss.
+
+    Raises :class:`TrainingError` when a loss is not finite.
+    """
+    losses = []
+    for step in range(trainer.config.max_steps):
+        loss = float(trainer.step(step, *batch_at(step)))
+        if not math.isfinite(loss):
+            raise TrainingError(f"train loss is {loss} at step {step + 1} (diverged)")
+        losses.append(loss)
+    return losses
+
+
 def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path | None = None,
           resume: bool = True) -> TrainResult:
     """Train ``model`` on ``data.train`` (a 1-D token array) and evaluate on ``data.val``.
@@ -297,17 +366,8 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
     from its step. Raises :class:`TrainingError` when the loss stops being finite.
     """
     t_start = time.perf_counter()
-    device = resolve_device(config.device)
-    dtype = resolve_dtype(config, device)
-    autocast = (torch.autocast(device_type=device.type, dtype=dtype)
-                if dtype != torch.float32 else nullcontext())
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.cuda.reset_peak_memory_stats(device)
-    model.to(device)
-    model.train()
-    optimizer = make_optimizer(model, config, device)
+    trainer = Trainer(model, config)
+    device, optimizer = trainer.device, trainer.optimizer
     ckpt = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
 
     step, train_curve, val_curve = 0, [], []
@@ -317,10 +377,6 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
     if not resumed_from:
         torch.manual_seed(config.seed)
 
-    fwd: nn.Module = model
-    fallback: str | None = None
-    if config.compile:
-        fwd = torch.compile(model)  # type: ignore[assignment]
     first_step_s = 0.0
     end = min(config.max_steps, config.stop_at or config.max_steps)
     non_train_s = 0.0
@@ -328,20 +384,8 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
     loop_start = time.perf_counter()
     try:
         while step < end:
-            lr = lr_at(step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             t_step = time.perf_counter()
-            try:
-                loss_sum = _train_step(fwd, optimizer, data.train, config, step, device, autocast)
-            except Exception as exc:
-                if fwd is model:
-                    raise
-                fallback = one_line(exc)
-                log.warning("torch.compile failed, training eagerly: %s", fallback)
-                optimizer.zero_grad(set_to_none=True)
-                fwd = model
-                loss_sum = _train_step(fwd, optimizer, data.train, config, step, device, autocast)
+            loss_sum = trainer.step(step, *trainer.batch(data.train, step))
             if step == resumed_from:
                 first_step_s = time.perf_counter() - t_step
             step += 1
@@ -350,12 +394,11 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
                 if not math.isfinite(loss):
                     raise TrainingError(f"train loss is {loss} at step {step} (diverged)")
                 train_curve.append((step, step * config.tokens_per_step, loss))
-                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", refresh=False)
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr_at(step - 1, config):.2e}", refresh=False)
             bar.update(1)
             t0 = time.perf_counter()
             if config.eval_interval and step % config.eval_interval == 0 and step < config.max_steps:
-                val = evaluate_loss(model, data.val, config, config.eval_batches, device, autocast)
-                val_curve.append((step, step * config.tokens_per_step, val))
+                val_curve.append((step, step * config.tokens_per_step, trainer.evaluate(data.val, config.eval_batches)))
             if ckpt is not None and config.checkpoint_interval and step % config.checkpoint_interval == 0:
                 save_checkpoint(ckpt, model, optimizer, step, config, train_curve, val_curve)
             non_train_s += time.perf_counter() - t0
@@ -366,7 +409,7 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
     if ckpt is not None:
         save_checkpoint(ckpt, model, optimizer, step, config, train_curve, val_curve)
         save_weights(ckpt.with_name(WEIGHTS_NAME), model)
-    final_val = evaluate_loss(model, data.val, config, config.final_eval_batches, device, autocast)
+    final_val = trainer.evaluate(data.val, config.final_eval_batches)
     if not math.isfinite(final_val):
         raise TrainingError(f"final val loss is {final_val} at step {step} (diverged)")
     if not val_curve or val_curve[-1][0] != step:
@@ -380,24 +423,6 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
         train_loss=train_curve, val_loss=val_curve, final_val_loss=final_val,
         tokens_per_s=done * config.tokens_per_step / train_s if done and train_s > 0 else 0.0,
         peak_memory_bytes=peak_memory_bytes(device), wall_s=time.perf_counter() - t_start,
-        device=str(device), dtype=str(dtype).replace("torch.", ""),
-        compiled=config.compile and fallback is None, compile_fallback=fallback, first_step_s=first_step_s)
-
-
-def _train_step(fwd: nn.Module, optimizer: torch.optim.Optimizer, tokens: np.ndarray, config: TrainConfig,
-                step: int, device: torch.device, autocast: Any) -> torch.Tensor:
-    """One optimizer step (with gradient accumulation); returns the step's mean loss (a tensor)."""
-    loss_sum = torch.zeros((), device=device)
-    xs, ys = get_batch(tokens, config.batch_size, config.context_len, (config.seed, step), device)
-    for micro in range(config.grad_accum):
-        rows = slice(micro * config.micro_size, (micro + 1) * config.micro_size)
-        x, y = xs[rows], ys[rows]
-        with autocast:
-            loss = lm_loss(fwd, x, y) / config.grad_accum
-        loss.backward()
-        loss_sum += loss.detach()
-    if config.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(fwd.parameters(), config.grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss_sum
+        device=str(device), dtype=str(trainer.dtype).replace("torch.", ""),
+        compiled=config.compile and trainer.fallback is None, compile_fallback=trainer.fallback,
+        first_step_s=first_step_s)
