@@ -29,7 +29,7 @@ from pathlib import Path
 
 from model_discovery.config import SystemConfig, VerifyOptions
 from model_discovery.gau import Design, load_seed
-from model_discovery.select.fitness import fitness
+from model_discovery.select.fitness import fitness, per_seed
 from model_discovery.select.policy import recommend
 from model_discovery.system import BuildSystem
 from model_discovery.verify import VerifyResult, verify_design
@@ -90,10 +90,8 @@ class Confirmer:
         return self.cache[key]
 
     def fitnesses(self, design: Design) -> list[float]:
-        base = self.record(load_seed("gpt2")).model_dump(mode="json")
-        rec = self.record(design)
-        return [fitness({"eval_metrics": r.eval_metrics, "final_val_loss": r.final_val_loss}, base)
-                for r in rec.replicates]
+        base = self.record(load_seed("gpt2"))
+        return [fitness(m, base) for m in per_seed(self.record(design))]
 
     def gain(self, new: Design, seed: str) -> tuple[float, float, float]:
         """(mean gain of ``new`` over seed design ``seed``, its standard error, the half-width of

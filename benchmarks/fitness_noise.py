@@ -19,7 +19,7 @@ from pathlib import Path
 
 from model_discovery.gau import load_seed
 from model_discovery.select.fitness import fitness
-from model_discovery.verify import verify_design
+from model_discovery.verify import VerifyResult, verify_design
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_fitness_noise")
     args = ap.parse_args()
     out = Path(args.out)
-    records: dict[str, list[dict]] = {}
+    records: dict[str, list[VerifyResult]] = {}
     t0 = time.perf_counter()
     for name in args.designs:
         for seed in range(args.seeds):
@@ -38,7 +38,7 @@ def main() -> None:
                                 wandb=False, train_overrides={"train_tokens": args.train_tokens}, seed=seed)
             if not rec.ok:
                 raise SystemExit(f"{name} seed {seed}: {rec.error}")
-            records.setdefault(name, []).append(rec.model_dump(mode="json"))
+            records.setdefault(name, []).append(rec)
     if "gpt2" not in records:
         raise SystemExit("gpt2 must be among --designs: fitness is relative to it")
     base = records["gpt2"][0]

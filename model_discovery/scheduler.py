@@ -113,7 +113,7 @@ class Scheduler:
             pick = flight.pick
             if flight.lost:  # another node owns the pick now; its result wins
                 continue
-            stored = self.selector.record_result(self.tree, pick.design, pick.scale, result, status=result.status)
+            stored = self.selector.record_result(self.tree, pick.design, pick.scale, result)
             key = flight.job.key + (f" (+{pick.seeds} seeds)" if pick.replicate else "")
             self.done.append(key)
             landed.append(key)

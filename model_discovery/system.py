@@ -32,6 +32,7 @@ from model_discovery.runners import Runner, VerifyJob, make_runner
 from model_discovery.safe_io import write_text
 from model_discovery.scheduler import Emit, Scheduler, json_events, no_events
 from model_discovery.select import RandomSelector, Selector, VerifyPick
+from model_discovery.select.selector import stored
 from model_discovery.select.fitness import read_metrics
 from model_discovery.verify import VerifyResult
 
@@ -187,7 +188,7 @@ class DiscoverySystem:
         results = flat(stored.fitness, result)
         parents = self.tree.parents(job.design.name)
         for res in self.tree.results(parents[0], job.scale) if parents else []:
-            results.update({f"parent_{k}": v for k, v in flat(res.fitness, VerifyResult.model_validate(res.record)).items()})
+            results.update({f"parent_{k}": v for k, v in flat(res.fitness, stored(res)).items()})
         note = observer.observe(job.design, {k: v for k, v in results.items() if v is not None})
         write_text(Path(job.out_dir) / "observation.md", note + "\n")
 
@@ -247,13 +248,14 @@ class DiscoverySystem:
         better than the best seed, which metrics count, the surrogate's record, the training spent."""
         lines = []
         for scale in self.config.ladder:
-            results = [r for r in self.tree.results(scale=scale) if r.status == "ok"]
+            rows = [r for r in self.tree.results(scale=scale) if r.status == "ok"]
+            results = [stored(r) for r in rows]
             if not results:
                 continue
             est = self.selector.estimates(self.tree, scale)
             best, confirmed = self.selector.best(self.tree, scale)
-            runs = sum(r.seeds for r in results)
-            tokens = sum(int((r.record.get("train") or {}).get("tokens", 0)) * r.seeds for r in results)
+            runs = sum(r.seeds for r in rows)
+            tokens = sum((r.train.tokens if r.train else 0) * len(r.seeds()) for r in results)
             lines.append(f"{scale}: {len(results)} designs verified, {runs} training runs, {tokens:,} training tokens")
             need = self.selector.policy.min_seeds
             if confirmed is not None:
@@ -262,7 +264,7 @@ class DiscoverySystem:
                 lines.append(f"  leading: {best} {est[best]}; not confirmed better than the best seed "
                              f"(needs {need} seeds and mean - {self.selector.policy.z:g} SE above the seed's mean)")
             counted = self.selector.counted_tasks(self.tree, scale)
-            tasks = sorted({t for r in results for t in read_metrics(r.record).evals})
+            tasks = sorted({t for r in results for t in read_metrics(r).evals})
             dropped = [t for t in tasks if t not in counted]
             lines.append("  fitness counts: loss" + (f", tasks {', '.join(sorted(counted))}" if counted else "")
                          + (f"; left out at chance: {', '.join(dropped)}" if dropped else ""))

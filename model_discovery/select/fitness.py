@@ -1,17 +1,13 @@
-"""Fitness: one number per verification from loss / bits-per-byte, eval accuracies and probes.
+"""Fitness: one number per verification from its loss, eval accuracies and probe scores.
 
-Result records are mappings (as stored in the tree). Recognised fields, at the top level or
-under ``metrics``:
+The fields of a :class:`~model_discovery.verify.VerifyResult` are read as :class:`Metrics`:
 
-- loss: ``bpb`` / ``bits_per_byte`` / ``val_bpb`` (preferred: tokenizer independent), else
-  ``val_loss`` / ``eval_loss`` / ``loss`` (nats per token);
-- evals: ``evals`` / ``eval`` / ``tasks``: ``{task: accuracy}`` or ``{task: {"acc_norm"|"acc": x}}``;
-- probes: ``probes``: ``{probe: score}`` (same shapes).
+- loss: ``eval_metrics["local_ppl/bits_per_byte"]`` (bits per byte: tokenizer independent) when
+  the evaluation ran, else ``final_val_loss`` (nats per token);
+- evals: ``eval_metrics["<task>/acc_norm"]``, else ``<task>/acc`` (``local_ppl`` is the loss);
+- probes: ``probe_scores["probe/<name>"]`` (the ``probe/mean`` summary is left out).
 
-Verification records (:class:`~model_discovery.verify.VerifyResult`) are read too:
-``eval_metrics`` is flat ``<task>/<metric>`` (``local_ppl/bits_per_byte`` gives the loss,
-``<task>/acc_norm`` or ``<task>/acc`` the task accuracy), ``probe_scores`` is
-``probe/<name>`` (the ``probe/mean`` summary is skipped), ``final_val_loss`` is nats per token.
+A replicated result gives one :class:`Metrics` per training seed (:func:`per_seed`).
 
 Without a baseline, fitness = ``w_loss·(−loss) + w_eval·mean(acc) + w_probe·mean(probe)``. With
 the baseline (the gpt2 seed at the same rung) the terms become relative improvements:
@@ -25,17 +21,15 @@ A task accuracy that no design lifts clearly above chance is noise, not signal: 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from statistics import fmean
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-LOSS_KEYS_BPB = ("bpb", "bits_per_byte", "val_bpb")
-LOSS_KEYS_NATS = ("val_loss", "final_val_loss", "eval_loss", "loss")
-EVAL_KEYS = ("evals", "eval", "tasks")
-PROBE_KEYS = ("probes",)
-SCORE_KEYS = ("acc_norm", "acc", "accuracy", "score", "exact_match")
+from model_discovery.verify.result import VerifyResult
+
+LOSS_METRIC = "local_ppl/bits_per_byte"
+SCORE_METRICS = ("acc_norm", "acc")
 
 
 class FitnessError(ValueError):
@@ -60,7 +54,7 @@ class FitnessConfig(BaseModel):
 
 
 class Metrics(BaseModel):
-    """The metrics fitness uses, read from one or more result records (averaged)."""
+    """The metrics fitness uses, of one training seed or averaged over several."""
 
     model_config = ConfigDict(extra="forbid")
     loss: float | None = None
@@ -68,104 +62,66 @@ class Metrics(BaseModel):
     evals: dict[str, float] = Field(default_factory=dict)
     probes: dict[str, float] = Field(default_factory=dict)
 
-
-def _number(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x)
-
-
-def _scores(block: Any) -> dict[str, float]:
-    out: dict[str, float] = {}
-    if not isinstance(block, Mapping):
-        return out
-    for name, value in block.items():
-        v = _number(value)
-        if v is None and isinstance(value, Mapping):
-            v = next((_number(value[k]) for k in SCORE_KEYS if _number(value.get(k)) is not None), None)
-        if v is not None:
-            out[str(name)] = v
-    return out
+    @classmethod
+    def read(cls, final_val_loss: float | None, eval_metrics: dict[str, float],
+             probe_scores: dict[str, float]) -> "Metrics":
+        """The metrics of a result's fields (see the module docstring)."""
+        evals: dict[str, float] = {}
+        for metric in reversed(SCORE_METRICS):  # acc_norm wins over acc
+            for key, value in eval_metrics.items():
+                task, _, name = key.rpartition("/")
+                if name == metric and task != "local_ppl":
+                    evals[task] = value
+        probes = {k.removeprefix("probe/"): v for k, v in probe_scores.items() if k != "probe/mean"}
+        if LOSS_METRIC in eval_metrics:
+            return cls(loss=eval_metrics[LOSS_METRIC], loss_unit="bpb", evals=evals, probes=probes)
+        unit = None if final_val_loss is None else "nats"
+        return cls(loss=final_val_loss, loss_unit=unit, evals=evals, probes=probes)
 
 
-def _flat_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The verification record's flat ``eval_metrics`` / ``probe_scores`` in the nested shapes above."""
-    out: dict[str, Any] = {}
-    flat = record.get("eval_metrics")
-    if isinstance(flat, Mapping):
-        tasks: dict[str, dict[str, float]] = {}
-        for key, value in flat.items():
-            task, _, metric = str(key).rpartition("/")
-            if metric == "bits_per_byte" and _number(value) is not None:
-                out.setdefault("bpb", value)
-            elif task and metric in SCORE_KEYS and _number(value) is not None:
-                tasks.setdefault(task, {})[metric] = value
-        out["evals"] = tasks
-    probes = record.get("probe_scores")
-    if isinstance(probes, Mapping):
-        out["probes"] = {str(k).removeprefix("probe/"): v for k, v in probes.items() if k != "probe/mean"}
-    return out
+def per_seed(result: VerifyResult) -> list[Metrics]:
+    """One :class:`Metrics` per training seed of ``result`` (its probes are shared)."""
+    if result.replicates:
+        return [Metrics.read(r.final_val_loss, r.eval_metrics, result.probe_scores) for r in result.replicates]
+    return [Metrics.read(result.final_val_loss, result.eval_metrics, result.probe_scores)]
 
 
-def _one(record: Mapping[str, Any]) -> tuple[float | None, str | None, dict[str, float], dict[str, float]]:
-    sources = [record] + ([record["metrics"]] if isinstance(record.get("metrics"), Mapping) else [])
-    sources.append(_flat_metrics(record))
-    loss, unit = None, None
-    for keys, u in ((LOSS_KEYS_BPB, "bpb"), (LOSS_KEYS_NATS, "nats")):
-        for src in sources:
-            for k in keys:
-                if loss is None and _number(src.get(k)) is not None:
-                    loss, unit = _number(src.get(k)), u
-        if loss is not None:
-            break
-    evals: dict[str, float] = {}
-    probes: dict[str, float] = {}
-    for src in sources:
-        for k in EVAL_KEYS:
-            evals.update(_scores(src.get(k)))
-        for k in PROBE_KEYS:
-            probes.update(_scores(src.get(k)))
-    return loss, unit, evals, probes
+Measured = Metrics | VerifyResult
 
 
-def read_metrics(records: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Metrics:
-    """Average the recognised metrics of one record or several (e.g. training seeds)."""
-    recs = [records] if isinstance(records, Mapping) else list(records)
-    losses: dict[str, list[float]] = {"bpb": [], "nats": []}
-    evals: dict[str, list[float]] = {}
-    probes: dict[str, list[float]] = {}
-    for rec in recs:
-        loss, unit, ev, pr = _one(rec)
-        if loss is not None and unit is not None:
-            losses[unit].append(loss)
-        for k, v in ev.items():
-            evals.setdefault(k, []).append(v)
-        for k, v in pr.items():
-            probes.setdefault(k, []).append(v)
-    unit = "bpb" if losses["bpb"] else ("nats" if losses["nats"] else None)
-    return Metrics(loss=fmean(losses[unit]) if unit else None, loss_unit=unit,
-                   evals={k: fmean(v) for k, v in evals.items()}, probes={k: fmean(v) for k, v in probes.items()})
+def read_metrics(results: Measured | Sequence[Measured]) -> Metrics:
+    """The metrics of one result or the average of several (e.g. training seeds)."""
+    items = [results] if isinstance(results, (Metrics, VerifyResult)) else list(results)
+    ms = [m if isinstance(m, Metrics) else Metrics.read(m.final_val_loss, m.eval_metrics, m.probe_scores)
+          for m in items]
+    unit = "bpb" if any(m.loss_unit == "bpb" for m in ms) else ("nats" if any(m.loss_unit for m in ms) else None)
+    losses = [m.loss for m in ms if m.loss is not None and m.loss_unit == unit]
+
+    def mean(field: str) -> dict[str, float]:
+        keys = {k for m in ms for k in getattr(m, field)}
+        return {k: fmean(getattr(m, field)[k] for m in ms if k in getattr(m, field)) for k in keys}
+
+    return Metrics(loss=fmean(losses) if losses else None, loss_unit=unit, evals=mean("evals"), probes=mean("probes"))
 
 
-def informative_tasks(records: Sequence[Mapping[str, Any]], config: FitnessConfig | None = None) -> set[str]:
-    """Eval tasks of ``records`` that count: chance unknown, or some record beats chance by the margin."""
+def informative_tasks(results: Sequence[Measured], config: FitnessConfig | None = None) -> set[str]:
+    """Eval tasks of ``results`` that count: chance unknown, or some result beats chance by the margin."""
     cfg = config or FitnessConfig()
     best: dict[str, float] = {}
-    for rec in records:
-        for task, acc in read_metrics(rec).evals.items():
+    for res in results:
+        for task, acc in read_metrics(res).evals.items():
             best[task] = max(best.get(task, -1.0), acc)
     return {t for t, acc in best.items() if t not in cfg.chance or acc > cfg.chance[t] + cfg.chance_margin}
 
 
-def fitness(records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-            baseline: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+def fitness(results: Measured | Sequence[Measured], baseline: Measured | Sequence[Measured] | None = None,
             config: FitnessConfig | None = None, counted: set[str] | None = None) -> float:
-    """One number (higher is better) from result records, relative to ``baseline`` when given.
+    """One number (higher is better) from results, relative to ``baseline`` when given.
 
     With ``counted``, eval tasks outside it are left out (see :func:`informative_tasks`).
     """
     cfg = config or FitnessConfig()
-    m = read_metrics(records)
+    m = read_metrics(results)
     b = read_metrics(baseline) if baseline is not None else None
     if counted is not None:
         m.evals = {k: v for k, v in m.evals.items() if k in counted}
@@ -185,5 +141,5 @@ def fitness(records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         else:
             terms.append(weight * fmean(mine.values()))
     if not terms:
-        raise FitnessError("result record has no loss, bits-per-byte, eval or probe metric")
+        raise FitnessError("the result has no loss, bits-per-byte, eval or probe metric")
     return float(sum(terms))

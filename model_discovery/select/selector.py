@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from statistics import fmean, stdev
-from typing import Any, NamedTuple
+
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,11 +35,12 @@ from model_discovery.evolution.tree import source_hash
 from model_discovery.gau.design import Design
 from model_discovery.gau.scales import LADDER
 from model_discovery.select.budget import Budget
-from model_discovery.select.fitness import FitnessConfig, FitnessError, fitness, informative_tasks
+from model_discovery.select.fitness import FitnessConfig, FitnessError, fitness, informative_tasks, per_seed
 from model_discovery.select.policy import (Estimate, PolicyConfig, Surrogate, choose_parent, confirmed_best,
                                            estimate, estimate_from_summary, promotions, recommend, replicate_candidates,
                                            tournament)
 from model_discovery.select.predictor import design_features
+from model_discovery.verify.result import VerifyResult
 
 
 class VerifyPick(NamedTuple):
@@ -92,38 +93,9 @@ def _jaccard_distance(a: frozenset[str], b: frozenset[str]) -> float:
     return 1.0 - (len(a & b) / len(union)) if union else 0.0
 
 
-def seed_records(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One fitness-readable record per training seed of a verification record."""
-    reps = record.get("replicates") or []
-    if reps:
-        return [{"final_val_loss": r["final_val_loss"], "eval_metrics": r.get("eval_metrics", {}),
-                 "probe_scores": record.get("probe_scores", {})} for r in reps]
-    return [dict(record)]
-
-
-def _seeds(record: Mapping[str, Any]) -> set[int]:
-    return {int(r.get("seed", 0)) for r in record.get("replicates") or [record]}
-
-
-def merge_seeds(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A record holding the seeds of both verifications: per-seed list, means and spreads."""
-    def reps(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
-        if rec.get("replicates"):
-            return [dict(r) for r in rec["replicates"]]
-        return [{"seed": rec.get("seed", 0), "final_val_loss": rec["final_val_loss"], "eval_metrics": dict(rec.get("eval_metrics", {})),
-                 "out_dir": rec.get("out_dir", "")}]
-
-    merged = {r["seed"]: r for r in reps(old) + reps(new)}
-    seeds = [merged[s] for s in sorted(merged)]
-    keys = sorted(set.intersection(*(set(r["eval_metrics"]) for r in seeds)))
-    losses = [r["final_val_loss"] for r in seeds]
-    out = dict(old)
-    out.update(replicates=seeds, final_val_loss=fmean(losses),
-               eval_metrics={k: fmean(r["eval_metrics"][k] for r in seeds) for k in keys},
-               spread={"final_val_loss": stdev(losses) if len(losses) > 1 else 0.0,
-                       **{k: stdev([r["eval_metrics"][k] for r in seeds]) if len(seeds) > 1 else 0.0 for k in keys}},
-               wall_s=float(old.get("wall_s", 0.0)) + float(new.get("wall_s", 0.0)))
-    return out
+def stored(res: ResultRecord) -> VerifyResult:
+    """The verification result a tree row holds."""
+    return VerifyResult.model_validate(res.record)
 
 
 class Selector:
@@ -140,25 +112,17 @@ class Selector:
         return self.config.policy
 
     # -- fitness ----------------------------------------------------------------------------
-    def fitness(self, records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-                baseline: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-                counted: set[str] | None = None) -> float:
-        """Fitness of result records, normalised against ``baseline`` records when given."""
-        return fitness(records, baseline, self.config.fitness, counted)
-
     def counted_tasks(self, tree: EvolutionTree, scale: str) -> set[str]:
         """Eval tasks that enter fitness at ``scale``: some design there beats chance clearly."""
-        return informative_tasks([r.record for r in tree.results(scale=scale) if r.status == "ok"],
+        return informative_tasks([stored(r) for r in tree.results(scale=scale) if r.status == "ok"],
                                  self.config.fitness)
 
-    def score(self, record: Mapping[str, Any], baseline: Mapping[str, Any] | None,
-              counted: set[str] | None = None) -> Estimate:
-        """Mean fitness over a record's seeds with its standard error (raises FitnessError)."""
-        values = [self.fitness(r, baseline, counted) for r in seed_records(record)]
+    def score(self, result: VerifyResult, baseline: VerifyResult | None, counted: set[str] | None = None) -> Estimate:
+        """Mean fitness over a result's seeds with its standard error (raises FitnessError)."""
+        values = [fitness(m, baseline, self.config.fitness, counted) for m in per_seed(result)]
         return estimate(values, self.policy.noise_sd, self.policy.prior_weight)
 
-    def record_result(self, tree: EvolutionTree, name: str, scale: str, record: Mapping[str, Any] | BaseModel,
-                      status: str = "ok") -> ResultRecord:
+    def record_result(self, tree: EvolutionTree, name: str, scale: str, result: VerifyResult) -> ResultRecord:
         """Score a verification against the baseline at the same rung, store it, rescore the rung.
 
         A record whose seeds are new to a stored result is merged into it (replicates). A
@@ -166,30 +130,28 @@ class Selector:
         when the design already has a trained result at the rung (a failed replicate), that
         result is kept and the failure only changes the design's status.
         """
-        data = record.model_dump(mode="json") if isinstance(record, BaseModel) else dict(record)
         old = next((r for r in tree.results(name, scale) if r.status == "ok"), None)
-        if status != "ok":
+        if not result.ok:
             tree.set_status(name, "failed")
             if old is not None:
                 tree.release(name, scale)
                 return old
-            return tree.add_result(name, scale, data, None, status)
-        if old is not None and _seeds(old.record).isdisjoint(_seeds(data)):
-            data = merge_seeds(old.record, data)
-        n = max(1, len(data.get("replicates") or []))
-        tree.add_result(name, scale, data, None, "ok", seeds=n)
+            return tree.add_result(name, scale, result, None, result.status)
+        if old is not None and stored(old).seeds().isdisjoint(result.seeds()):
+            result = stored(old).merged(result)
+        tree.add_result(name, scale, result, None, "ok", seeds=len(result.seeds()))
         self.rescore(tree, scale)
         return next(r for r in tree.results(name, scale))
 
     def rescore(self, tree: EvolutionTree, scale: str) -> int:
         """Recompute every fitness at ``scale`` (baseline and counted tasks may have changed)."""
         results = [r for r in tree.results(scale=scale) if r.status == "ok"]
-        base = next((r.record for r in results if r.design == self.config.baseline), None)
-        counted = informative_tasks([r.record for r in results], self.config.fitness)
+        base = next((stored(r) for r in results if r.design == self.config.baseline), None)
+        counted = informative_tasks([stored(r) for r in results], self.config.fitness)
         changed = 0
         for res in results:
             try:
-                est: Estimate | None = self.score(res.record, base, counted)
+                est: Estimate | None = self.score(stored(res), base, counted)
             except FitnessError:
                 est = None
             fit, se = (est.mean, est.se) if est is not None else (None, None)

@@ -26,7 +26,7 @@ from model_discovery.gau.design import Design, DesignError
 from model_discovery.gau.scales import ScaleConfig, get_scale
 from model_discovery.train.corpus import DataConfig, TokenData, cache_root, corpus_documents, load_token_data
 from model_discovery.train.loop import TrainConfig, TrainResult, peak_memory_bytes, train
-from model_discovery.verify.result import VerifyResult
+from model_discovery.verify.result import Replicate, VerifyResult, over_seeds
 
 log = logging.getLogger(__name__)
 SANDBOX_TARGET = "model_discovery.verify.engine:sandbox_entry"
@@ -390,9 +390,6 @@ def _verify(design: Design, scale: ScaleConfig | str, out_dir: str | Path, data_
 def _record(base: dict[str, Any], runs: list[tuple[int, Path, dict[str, Any]]], peak_rss: int, data_dir: str,
             wall_s: float) -> VerifyResult:
     """The ``ok`` record of one or more trained seeds: means, spreads and per-seed results."""
-    from statistics import fmean, stdev
-
-    from model_discovery.verify.result import Replicate
     trains = [TrainResult.model_validate(result["train"]) for _, _, result in runs]
     train, first = trains[0], runs[0][2]
     peak = train.peak_memory_bytes if train.device.startswith("cuda") else max(train.peak_memory_bytes, peak_rss)
@@ -400,13 +397,9 @@ def _record(base: dict[str, Any], runs: list[tuple[int, Path, dict[str, Any]]], 
     warnings = [w for _, _, result in runs for w in result.get("warnings", []) if w]
     fields: dict[str, Any] = dict(eval_metrics=metrics[0], final_val_loss=train.final_val_loss)
     if len(runs) > 1:
-        shared = sorted(set.intersection(*(set(m) for m in metrics)))
-        losses = [t.final_val_loss for t in trains]
-        fields = dict(
-            eval_metrics={k: fmean(m[k] for m in metrics) for k in shared}, final_val_loss=fmean(losses),
-            spread={"final_val_loss": stdev(losses), **{k: stdev([m[k] for m in metrics]) for k in shared}},
-            replicates=[Replicate(seed=s, final_val_loss=t.final_val_loss, eval_metrics=m, out_dir=str(o))
-                        for (s, o, _), t, m in zip(runs, trains, metrics)])
+        reps = [Replicate(seed=s, final_val_loss=t.final_val_loss, eval_metrics=m, out_dir=str(o))
+                for (s, o, _), t, m in zip(runs, trains, metrics)]
+        fields = dict(replicates=reps, **over_seeds(reps))
     return VerifyResult(**base, status="ok", seed=runs[0][0], train=train, probe_scores=first.get("probe_scores", {}),
                         tokens_per_s=train.tokens_per_s, peak_memory_bytes=peak,
                         warnings=list(dict.fromkeys(warnings)), data_dir=data_dir, wall_s=wall_s, **fields)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from statistics import fmean, stdev
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +23,17 @@ class Replicate(BaseModel):
     final_val_loss: float
     eval_metrics: dict[str, float] = Field(default_factory=dict)
     out_dir: str = Field("", description="where this seed's training wrote its checkpoint and weights")
+
+
+def over_seeds(replicates: list[Replicate]) -> dict[str, Any]:
+    """``final_val_loss`` and the eval metrics every seed has, as means over ``replicates``, and
+    ``spread``: their standard deviations (0 for one seed)."""
+    keys = sorted(set.intersection(*(set(r.eval_metrics) for r in replicates)))
+    columns = {"final_val_loss": [r.final_val_loss for r in replicates],
+               **{k: [r.eval_metrics[k] for r in replicates] for k in keys}}
+    means = {k: fmean(v) for k, v in columns.items()}
+    return {"final_val_loss": means.pop("final_val_loss"), "eval_metrics": means,
+            "spread": {k: stdev(v) if len(v) > 1 else 0.0 for k, v in columns.items()}}
 
 
 class VerifyResult(BaseModel):
@@ -65,6 +77,25 @@ class VerifyResult(BaseModel):
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def seeds(self) -> set[int]:
+        """The training seeds this result holds."""
+        return {r.seed for r in self.replicates} or {self.seed}
+
+    def as_replicates(self) -> list[Replicate]:
+        """Its seeds as replicates (a one-seed result gives one)."""
+        if self.replicates:
+            return list(self.replicates)
+        if self.final_val_loss is None:
+            raise ValueError(f"{self.design}@{self.scale}: a result without a loss has no seeds to merge")
+        return [Replicate(seed=self.seed, final_val_loss=self.final_val_loss, eval_metrics=dict(self.eval_metrics),
+                          out_dir=self.out_dir)]
+
+    def merged(self, other: "VerifyResult") -> "VerifyResult":
+        """This result with the seeds of ``other`` added: per-seed list, means and spreads."""
+        by_seed = {r.seed: r for r in self.as_replicates() + other.as_replicates()}
+        reps = [by_seed[s] for s in sorted(by_seed)]
+        return self.model_copy(update={"replicates": reps, "wall_s": self.wall_s + other.wall_s, **over_seeds(reps)})
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``<out_dir>/verify_result.json`` atomically, never through a symlink; returns the path."""

@@ -8,6 +8,7 @@ import pytest
 from model_discovery.evolution import EvolutionTree
 from model_discovery.gau import LADDER
 from model_discovery.select import Budget, PolicyConfig, RandomSelector, Selector, SelectorConfig, VerifyPick
+from model_discovery.verify import Replicate, VerifyResult
 
 SCALES = ["micro", "14M", "31M"]
 BUDGETS = {"micro": 30, "14M": 6, "31M": 2}
@@ -19,15 +20,17 @@ def true_loss(name: str) -> float:
     return 3.5 if name == "gpt2" else 3.0 + abs(int(name[1:]) - 8) / 20
 
 
-def record(name: str, scale: str, first_seed: int = 0, seeds: int = 1) -> dict:
-    """A verification record with a little seed noise (what the runner returns)."""
-    runs = [{"seed": s, "final_val_loss": true_loss(name) - 0.1 * SCALES.index(scale) + 0.004 * ((s % 3) - 1),
-             "eval_metrics": {}} for s in range(first_seed, first_seed + seeds)]
-    rec = {"final_val_loss": sum(r["final_val_loss"] for r in runs) / len(runs),
-           "seed": first_seed, "train": {"tokens": 1000}}
-    if seeds > 1:
-        rec["replicates"] = runs
-    return rec
+def record(name: str, scale: str, first_seed: int = 0, seeds: int = 1) -> VerifyResult:
+    """A verification result with a little seed noise (what the runner returns)."""
+    runs = [Replicate(seed=s, final_val_loss=true_loss(name) - 0.1 * SCALES.index(scale) + 0.004 * ((s % 3) - 1))
+            for s in range(first_seed, first_seed + seeds)]
+    return VerifyResult(design=name, fingerprint="f" * 16, scale=scale, status="ok", seed=first_seed,
+                        final_val_loss=sum(r.final_val_loss for r in runs) / len(runs),
+                        replicates=runs if seeds > 1 else [])
+
+
+def failed(name: str, scale: str) -> VerifyResult:
+    return VerifyResult(design=name, fingerprint="f" * 16, scale=scale, status="failed", error="diverged")
 
 
 def _run_ladder(tree: EvolutionTree, sel: Selector, owner: str = "w") -> list[VerifyPick]:
@@ -62,11 +65,11 @@ def test_warm_up_and_failures(make_tree, seed) -> None:  # noqa: ANN001
         sel.record_result(tree, name, "micro", record(name, "micro"))
     assert sel.design_steps(tree) == 2  # read from the tree: resumes see the same count
     assert {sel.select_parents(tree)[0].name for _ in range(40)} == {"gpt2", "m6", "m12"}
-    sel.record_result(tree, "m6", "micro", {"status": "failed", "error": "diverged"}, status="failed")
+    sel.record_result(tree, "m6", "micro", failed("m6", "micro"))
     assert tree.get_design("m6").status == "failed"
     kept = tree.results("m6", "micro")[0]  # a failed replicate keeps the seed that trained
-    assert kept.status == "ok" and kept.record["final_val_loss"] == record("m6", "micro")["final_val_loss"]
-    sel.record_result(tree, "m12", "14M", {"status": "failed", "error": "diverged"}, status="failed")
+    assert kept.status == "ok" and kept.record["final_val_loss"] == record("m6", "micro").final_val_loss
+    sel.record_result(tree, "m12", "14M", failed("m12", "14M"))
     assert tree.results("m12", "14M")[0].status == "failed"  # nothing trained there: the failure is stored
     assert "m6" not in {sel.select_parents(tree)[0].name for _ in range(40)}
     d = seed.model_copy(deep=True)
