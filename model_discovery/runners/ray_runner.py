@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field
 
 from model_discovery.config import ConfigFile
 from model_discovery.errors import one_line
-from model_discovery.runners.base import Runner, VerifyJob, as_result, execute_job, failed_result, run_job
+from model_discovery.runners.base import Placement, Runner, VerifyJob, as_result, execute_job, failed_result, run_job
 from model_discovery.verify import VerifyResult
 
 ENV_PREFIX = "MODIS_RAY_"
@@ -92,9 +92,11 @@ class RayRunnerConfig(ConfigFile):
 _LOST = ("NodeDiedError", "WorkerCrashedError", "LocalRayletDiedError", "OwnerDiedError")
 
 
-def _ray_task(payload: dict[str, Any], execute: Callable[[VerifyJob], Any]) -> dict[str, Any]:
-    """Body of the remote task: rebuild the job, run it, always return a result (as JSON)."""
-    return run_job(VerifyJob.model_validate(payload), execute).model_dump(mode="json")
+def _ray_task(payload: dict[str, Any], execute: Callable[[VerifyJob, Placement], Any], threads: int) -> dict[str, Any]:
+    """Body of the remote task: rebuild the job, run it with the task's CPUs as its thread budget
+    (Ray sets ``CUDA_VISIBLE_DEVICES`` itself), always return a result (as JSON)."""
+    placement = Placement(threads=threads)
+    return run_job(VerifyJob.model_validate(payload), lambda job: execute(job, placement)).model_dump(mode="json")
 
 
 @dataclass
@@ -115,7 +117,7 @@ class RayRunner(Runner):
     name = "ray"
 
     def __init__(self, config: RayRunnerConfig | Mapping[str, Any] | None = None, *,
-                 execute: Callable[[VerifyJob], Any] = execute_job, **fields: Any) -> None:
+                 execute: Callable[[VerifyJob, Placement], Any] = execute_job, **fields: Any) -> None:
         if isinstance(config, RayRunnerConfig):
             self.config = config.model_copy(update=fields) if fields else config
             if fields:
@@ -153,7 +155,8 @@ class RayRunner(Runner):
     def _launch(self, pending: _Pending) -> None:
         opts = self.config.task_options()
         opts["name"] = f"verify:{pending.job.key}"
-        pending.ref = self._remote.options(**opts).remote(pending.job.model_dump(mode="json"), self._execute)
+        threads = max(1, int(self.config.num_cpus))
+        pending.ref = self._remote.options(**opts).remote(pending.job.model_dump(mode="json"), self._execute, threads)
         pending.submissions += 1
 
     def submit(self, job: VerifyJob) -> str:

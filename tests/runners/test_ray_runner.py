@@ -14,7 +14,7 @@ import pytest
 
 from model_discovery.config import ConfigError, VerifyOptions
 from model_discovery.gau import load_seed
-from model_discovery.runners import VerifyJob, execute_job, make_runner
+from model_discovery.runners import Placement, VerifyJob, execute_job, make_runner
 from model_discovery.verify import VerifyResult
 
 pytest.importorskip("ray")
@@ -65,11 +65,11 @@ def test_two_real_verifications(ray_local: None, tmp_path: Path, tiny: VerifyOpt
 def test_worker_killed_once_is_retried_by_ray(ray_local: None, tmp_path: Path, tiny: VerifyOptions) -> None:
     marker = tmp_path / "first-attempt"
 
-    def dies_once(job: VerifyJob) -> VerifyResult:
+    def dies_once(job: VerifyJob, placement: Placement) -> VerifyResult:
         if not marker.exists():
             marker.write_text(str(os.getpid()))
             os._exit(17)  # the worker process dies mid-task, as on a lost node
-        return execute_job(job)
+        return execute_job(job, placement)
 
     runner = RayRunner(execute=dies_once, max_retries=1, resubmits=0)
     record = runner.run([_job(tmp_path, "gpt2", tiny)])[0]
@@ -82,7 +82,7 @@ def test_lost_worker_is_resubmitted_then_reported(ray_local: None, tmp_path: Pat
     attempts = tmp_path / "attempts"
     attempts.mkdir()
 
-    def dies_once(job: VerifyJob) -> VerifyResult:
+    def dies_once(job: VerifyJob, placement: Placement) -> VerifyResult:
         n = len(list(attempts.iterdir()))
         (attempts / str(n)).touch()
         if n == 0:
@@ -90,7 +90,7 @@ def test_lost_worker_is_resubmitted_then_reported(ray_local: None, tmp_path: Pat
         return VerifyResult(design=job.design.name, fingerprint=job.design.fingerprint(), scale=job.scale,
                             status="ok", warnings=[f"attempt {n}"])
 
-    def always_dies(job: VerifyJob) -> VerifyResult:
+    def always_dies(job: VerifyJob, placement: Placement) -> VerifyResult:
         (attempts / f"x{time.time_ns()}").touch()
         os._exit(4)
 
@@ -107,10 +107,10 @@ def test_lost_worker_is_resubmitted_then_reported(ray_local: None, tmp_path: Pat
 
 
 def test_exceptions_and_timeouts_are_failed_records(ray_local: None, tmp_path: Path, tiny: VerifyOptions) -> None:
-    def raises(job: VerifyJob) -> VerifyResult:
+    def raises(job: VerifyJob, placement: Placement) -> VerifyResult:
         raise OSError("disk\nfull")
 
-    def sleeps(job: VerifyJob) -> VerifyResult:
+    def sleeps(job: VerifyJob, placement: Placement) -> VerifyResult:
         time.sleep(60)
         raise AssertionError("cancelled before this")
 
