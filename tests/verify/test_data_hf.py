@@ -57,7 +57,7 @@ def test_verification_job_trains_on_the_configured_dataset(tmp_path: Path) -> No
             "max_bytes": 200_000}
     job = VerifyJob(design=load_seed("gpt2"), scale="micro", out_dir=str(tmp_path / "v"),
                     options=VerifyOptions(eval=False, probes=False, wandb=False, train_tokens=4096, data=data))
-    record = execute_job(job)
-    assert record["status"] == "ok", record["error"]
-    meta = json.loads((Path(record["data_dir"]) / "meta.json").read_text())
-    assert "stories" in json.dumps(meta) and record["train"]["tokens"] >= 4096
+    result = execute_job(job)
+    assert result.status == "ok", result.error
+    meta = json.loads((Path(result.data_dir) / "meta.json").read_text())
+    assert "stories" in json.dumps(meta) and result.train is not None and result.train.tokens >= 4096
