@@ -21,6 +21,7 @@ wait for a verification and new designs are picked up as soon as a worker is fre
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from model_discovery.evolution import EvolutionTree, ResultRecord
 from model_discovery.runners import Runner, VerifyJob
 from model_discovery.select import VerifyPick
 from model_discovery.verify import VerifyResult
+
+log = logging.getLogger(__name__)
 
 Emit = Callable[..., None]
 """``emit(event, **fields)``: where the scheduler reports what it does (``claimed``, ``verified``...)."""
@@ -120,7 +123,10 @@ class Scheduler:
             self.emit("verified", owner=self.owner, design=pick.design, scale=pick.scale, status=result.status,
                       error=result.error, wall_s=round(time.monotonic() - flight.started, 1))
             if self.on_result is not None:
-                self.on_result(flight.job, pick, stored, result)
+                try:
+                    self.on_result(flight.job, pick, stored, result)
+                except Exception as exc:  # noqa: BLE001 - a note that cannot be written stops nothing
+                    log.warning("after the result of %s: %s", key, one_line(exc))
         if landed:
             self._last_select = float("-inf")  # a free worker: pick again at once
         return landed

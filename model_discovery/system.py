@@ -176,7 +176,7 @@ class DiscoverySystem:
             fh.write(outcome.model_dump_json() + "\n")
         return outcome
 
-    def _observe(self, job: VerifyJob, pick: VerifyPick, stored: ResultRecord, result: VerifyResult) -> None:
+    def _observe(self, job: VerifyJob, pick: VerifyPick, row: ResultRecord, result: VerifyResult) -> None:
         """The observer's note on a first verification, beside its record (``observation.md``)."""
         observer = self.agents.get("observer")
         if observer is None or pick.replicate or not result.ok:
@@ -185,7 +185,7 @@ class DiscoverySystem:
         def flat(fit: float | None, res: VerifyResult) -> dict[str, Any]:
             return {"fitness": fit, "final_val_loss": res.final_val_loss, **res.eval_metrics, **res.probe_scores}
 
-        results = flat(stored.fitness, result)
+        results = flat(row.fitness, result)
         parents = self.tree.parents(job.design.name)
         for res in self.tree.results(parents[0], job.scale) if parents else []:
             results.update({f"parent_{k}": v for k, v in flat(res.fitness, stored(res)).items()})
