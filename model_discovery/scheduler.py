@@ -159,7 +159,7 @@ class Scheduler:
                     (until or abort or threading.Event()).wait(min(poll_s, self.select_every_s))
                     continue
                 landed = self.collect(timeout_s=poll_s)
-                if landed or bar.postfix != f"running={len(self.in_flight)}":
+                if landed or getattr(bar, "postfix", None) != f"running={len(self.in_flight)}":
                     bar.set_postfix(running=len(self.in_flight), refresh=False)
                     bar.update(len(landed))
         finally:
