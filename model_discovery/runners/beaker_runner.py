@@ -198,6 +198,7 @@ class _Submitted:
     name: str = ""
     submissions: int = 0
     result: VerifyResult | None = None  # set when submission itself failed
+    final: Any = None  # the finalized Beaker job, once ready() has seen it
 
 
 class BeakerRunner(Runner):
@@ -284,6 +285,7 @@ class BeakerRunner(Runner):
                 if sub.submissions <= self.config.resubmits:
                     self._create(sub)
                     return False
+            sub.final = bjob
         except Exception as exc:  # noqa: BLE001 - the caller gets a result
             sub.result = failed_result(sub.job, f"Beaker experiment {sub.name}: {one_line(exc)}", kind="beaker")
         return True
@@ -297,34 +299,25 @@ class BeakerRunner(Runner):
         """Poll until the experiment's job is finalized; its ``result.json`` is the result.
 
         Past ``timeout_s`` (default: the config's) the experiment is cancelled and a failed
-        record of kind ``timeout`` is returned.
+        result of kind ``timeout`` is returned.
         """
-        try:
-            sub = self._submitted.pop(job_id)
-        except KeyError:
-            raise KeyError(f"unknown or already collected job {job_id!r}") from None
-        if sub.result is not None:
-            return sub.result
+        if job_id not in self._submitted:
+            raise KeyError(f"unknown or already collected job {job_id!r}")
         timeout_s = timeout_s if timeout_s is not None else self.config.timeout_s
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.ready(job_id):
+            if deadline is not None and time.monotonic() >= deadline:
+                sub = self._submitted.pop(job_id)
+                self._cancel(sub)
+                return failed_result(sub.job, f"no result after {timeout_s:g} s; Beaker experiment "
+                                              f"{sub.name} cancelled", kind="timeout")
+            self._sleep(self.config.poll_s)
+        sub = self._submitted.pop(job_id)
+        if sub.result is not None:
+            return sub.result
         try:
-            while True:
-                bjob = self.client.workload.get_latest_job(sub.workload)
-                if bjob is not None and bjob.status.HasField("finalized"):
-                    preempted = self._preempted(bjob)
-                    if preempted and self.config.auto_resume:
-                        pass  # Beaker starts a new job for the task; keep polling the latest one
-                    elif preempted and sub.submissions <= self.config.resubmits:
-                        self._create(sub)
-                        continue
-                    else:
-                        return self._collect(sub, bjob)
-                if deadline is not None and time.monotonic() >= deadline:
-                    self._cancel(sub)
-                    return failed_result(sub.job, f"no result after {timeout_s:g} s; Beaker experiment "
-                                                  f"{sub.name} cancelled", kind="timeout")
-                self._sleep(self.config.poll_s)
-        except Exception as exc:  # noqa: BLE001 - the caller gets a record
+            return self._collect(sub, sub.final)
+        except Exception as exc:  # noqa: BLE001 - the caller gets a result
             return failed_result(sub.job, f"Beaker experiment {sub.name}: {one_line(exc)}", kind="beaker")
 
     @staticmethod
