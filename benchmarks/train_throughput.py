@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from model_discovery.gau import build_lm, get_scale, load_seed
 from model_discovery.train.corpus import load_token_data
-from model_discovery.train.loop import TrainConfig, train
+from model_discovery.train.loop import train
+from model_discovery.records import TrainConfig
 
 
 def nanogpt_loop(model: torch.nn.Module, tokens: np.ndarray, cfg: TrainConfig, device: torch.device,

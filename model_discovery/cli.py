@@ -28,7 +28,7 @@ def _fail(message: str) -> None:
 
 def _system(config: Optional[Path], run_dir: Path, **overrides: object):  # noqa: ANN202
     from model_discovery.config import ConfigError, SystemConfig
-    from model_discovery.gau.design import DesignError
+    from model_discovery.records import DesignError
     from model_discovery.system import BuildSystem
 
     try:
@@ -237,7 +237,8 @@ def export(ref: str = typer.Argument(..., help="design JSON path or seed name"),
            trained: Optional[Path] = typer.Option(None, "--from", help="verification folder: export its trained "
                                                   "weights and tokenizer")) -> None:
     """Export a design as a Hugging Face model folder (loads with trust_remote_code=True)."""
-    from model_discovery.gau import DesignError, get_scale, load_design
+    from model_discovery.gau import get_scale, load_design
+    from model_discovery.records import DesignError
     from model_discovery.gau.hf_export import export_hf, export_verified
 
     try:

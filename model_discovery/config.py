@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_discovery.design.state import FlowConfig
 from model_discovery.errors import field_error, one_line
 from model_discovery.select.policy import PolicyConfig
+from model_discovery.records import VerifyOptions
 
 
 class ConfigError(ValueError):
@@ -39,29 +40,6 @@ class ConfigFile(BaseModel):
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: cannot read {cls.config_kind}: {one_line(exc)}") from exc
         return cls.parse(data, origin=str(path))
-
-
-class VerifyOptions(BaseModel):
-    """What a verification run does besides training."""
-
-    model_config = ConfigDict(extra="forbid")
-    eval: bool = True
-    probes: bool = True
-    wandb: bool = True
-    train_tokens: int | None = Field(None, gt=0, description="override the rung's token budget")
-    compile: bool = Field(False, description="torch.compile the model (falls back to eager if it fails)")
-    seed: int = Field(0, ge=0, description="first training seed (replicates use seed, seed + 1, ...)")
-    replicates: int = Field(1, ge=1, le=16, description="training seeds per verification; the record holds "
-                            "their means (less noisy fitness, proportionally more compute)")
-    data: dict[str, Any] = Field(default_factory=dict, description="corpus settings (train.corpus.DataConfig); "
-                                 "{} = the local standard-library corpus")
-
-    @field_validator("data")
-    @classmethod
-    def _data_config(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from model_discovery.train.corpus import DataConfig
-
-        return DataConfig.model_validate(v).model_dump(mode="json", exclude_defaults=True) if v else v
 
 
 class SystemConfig(ConfigFile):

@@ -140,7 +140,8 @@ def _worker_init() -> None:
 def train_one(job: tuple[dict, int, int, float]) -> list[dict]:
     """Train one design with one seed; rows for every fidelity (runs in a worker)."""
     from model_discovery.gau import Design, build_lm, get_scale
-    from model_discovery.train.loop import TrainConfig, train
+    from model_discovery.train.loop import train
+    from model_discovery.records import TrainConfig
 
     row, seed, train_tokens, bytes_per_token = job
     scale = get_scale("micro")

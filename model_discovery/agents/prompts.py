@@ -14,8 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from model_discovery.agents.spec import AgentSpec, AgentSpecError
-from model_discovery.agents.types import Proposal, Review, UnitPlan
-from model_discovery.gau.design import Design
+from model_discovery.records import Design, Proposal, Review, UnitPlan
 
 
 def default_prompt_dir() -> Path:

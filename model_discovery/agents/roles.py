@@ -21,9 +21,8 @@ from model_discovery.agents.prompts import (example_unit, load_system_prompt, re
                                             render_knowledge, render_proposal, render_reviews,
                                             render_unit_plan)
 from model_discovery.agents.structured import ProposalDraft, ask_structured
-from model_discovery.agents.types import (Plan, Proposal, Review, ReviewContext, UnitImplementation,
-                                          UnitPlan)
-from model_discovery.gau.design import Design, used_slots
+from model_discovery.records import Design, Plan, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan
+from model_discovery.records.design import used_slots
 from model_discovery.knowledge import KnowledgeEngine
 
 _ALLOWED_IMPORT_ROOTS = frozenset({"torch", "__future__"})

@@ -10,9 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from model_discovery.evolution import LeaderboardRow, ResultRecord
-from model_discovery.gau.design import Design
-from model_discovery.gau.scales import LADDER, ScaleConfig
+from model_discovery.records import Design, LeaderboardRow, ResultRecord, ScaleConfig
+from model_discovery.gau.scales import LADDER
 
 #: leading columns of the leaderboard, in order
 BASE_COLUMNS = ["rank", "design", "scale", "fitness", "fitness_se", "seeds", "status", "operator", "generation"]

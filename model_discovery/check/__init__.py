@@ -9,7 +9,8 @@ exported design without its Python; ``causality.test_causality`` is the judge's 
 
 from model_discovery.check.checks import (ReferenceFigures, check_command, reference_figures, run_checks,
                                           static_checks)
-from model_discovery.check.report import CheckConfig, CheckReport, CheckResult, format_report
+from model_discovery.check.report import format_report
+from model_discovery.records import CheckConfig, CheckReport, CheckResult
 from model_discovery.check.sandbox import SandboxLimits, SandboxOutcome, SandboxViolation, run_sandboxed
 
 __all__ = ["run_checks", "static_checks", "check_command", "format_report", "reference_figures",

@@ -24,11 +24,12 @@ from pydantic import BaseModel, ConfigDict
 
 from model_discovery.check.dynamic import DESIGN_CHECKS
 from model_discovery.check.judge import JUDGE_CHECKS
-from model_discovery.check.report import CheckConfig, CheckReport, CheckResult, format_report
+from model_discovery.check.report import format_report
+from model_discovery.records import CheckConfig, CheckReport, CheckResult, Design, DesignError, ScaleConfig
 from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits, SandboxOutcome, run_sandboxed
 from model_discovery.gau.compose import compile_design
-from model_discovery.gau.design import Design, DesignError, used_slots
-from model_discovery.gau.scales import ScaleConfig, get_scale
+from model_discovery.records.design import used_slots
+from model_discovery.gau.scales import get_scale
 from model_discovery.train.corpus import load_token_data
 
 EXPORT_TARGET = "model_discovery.check.dynamic:export_design"

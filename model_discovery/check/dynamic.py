@@ -21,8 +21,7 @@ import torch.nn.functional as F
 
 from model_discovery.check.runner import CheckRunner
 from model_discovery.check.sandbox import UNTRUSTED_FILENAME_PREFIX, load_untrusted_module, report
-from model_discovery.gau.design import Design
-from model_discovery.gau.scales import ScaleConfig
+from model_discovery.records import Design, ScaleConfig
 
 DESIGN_CHECKS: tuple[str, ...] = ("build", "export")
 

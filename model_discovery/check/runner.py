@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from model_discovery.check.report import CheckResult
+from model_discovery.records import CheckResult
 from model_discovery.check.sandbox import report
 
 # turns a check's exception into (one-line message without the check name, figures)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from model_discovery.evolution.records import LeaderboardRow, ResultRecord, TreeStats
+from model_discovery.records import LeaderboardRow, ResultRecord, TreeStats
 from model_discovery.evolution.schema import DesignRow, EdgeRow, LeaseRow, ResultRow, UnitRow
 from model_discovery.evolution.store import TreeError, TreeStore, _dt, _jsonable, _now, _scale_rank
 

@@ -2,7 +2,7 @@
 
 These classes never leave :mod:`model_discovery.evolution`: the public API of
 :class:`~model_discovery.evolution.tree.EvolutionTree` returns the pydantic records of
-:mod:`model_discovery.evolution.records`. Times are UNIX seconds (float) so that SQLite and
+:mod:`model_discovery.records.tree`. Times are UNIX seconds (float) so that SQLite and
 PostgreSQL compare them the same way.
 """
 

@@ -29,8 +29,7 @@ from typing import Any, Mapping
 import torch
 
 from model_discovery.gau.compose import build_lm, compile_design
-from model_discovery.gau.design import Design, DesignError
-from model_discovery.gau.scales import ScaleConfig
+from model_discovery.records import Design, DesignError, ScaleConfig
 
 MODEL_TYPE = "modis"
 DESIGN_MODULE = "gau_design"

@@ -1,6 +1,7 @@
 """Runners: where verification work executes. ``LocalRunner`` is the default."""
 
-from model_discovery.runners.base import Placement, Runner, VerifyJob, execute_job, failed_result
+from model_discovery.runners.base import Runner, execute_job, failed_result
+from model_discovery.records import Placement, VerifyJob
 from model_discovery.runners.local import LocalRunner
 
 

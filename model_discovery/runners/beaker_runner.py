@@ -35,9 +35,9 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from model_discovery.config import ConfigFile
 from model_discovery.errors import one_line
-from model_discovery.runners.base import Runner, VerifyJob, as_result, failed_result
+from model_discovery.runners.base import Runner, as_result, failed_result
+from model_discovery.records import VerifyJob, VerifyResult
 from model_discovery.runners.worker import RESULT_FILE, encode_job
-from model_discovery.verify import VerifyResult
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "etc" / "beaker"
 """Where the shipped templates live (``verify.yaml`` on GPUs, ``verify-cpu.yaml``)."""

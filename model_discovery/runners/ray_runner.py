@@ -25,8 +25,8 @@ from pydantic import ConfigDict, Field
 
 from model_discovery.config import ConfigFile
 from model_discovery.errors import one_line
-from model_discovery.runners.base import Runner, VerifyJob, as_result, execute_job, failed_result, run_job
-from model_discovery.verify import VerifyResult
+from model_discovery.runners.base import Runner, as_result, execute_job, failed_result, run_job
+from model_discovery.records import VerifyJob, VerifyResult
 
 ENV_PREFIX = "MODIS_RAY_"
 """Environment variables ``MODIS_RAY_<FIELD>`` (e.g. ``MODIS_RAY_NUM_GPUS=1``) set config fields."""

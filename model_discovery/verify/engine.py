@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from model_discovery.errors import one_line
-from model_discovery.gau.design import Design, DesignError
-from model_discovery.gau.scales import ScaleConfig, get_scale
-from model_discovery.train.corpus import DataConfig, TokenData, cache_root, corpus_documents, load_token_data
-from model_discovery.train.loop import TrainConfig, TrainResult, peak_memory_bytes, train
-from model_discovery.verify.result import Replicate, VerifyResult, over_seeds
+from model_discovery.records import (over_seeds, DataConfig, Design, DesignError, Replicate, ScaleConfig,
+                                     TrainConfig, TrainResult, VerifyResult)
+from model_discovery.gau.scales import get_scale
+from model_discovery.train.corpus import TokenData, cache_root, corpus_documents, load_token_data
+from model_discovery.train.loop import peak_memory_bytes, train
 
 log = logging.getLogger(__name__)
 SANDBOX_TARGET = "model_discovery.verify.engine:sandbox_entry"
@@ -104,7 +104,7 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
     """
     from model_discovery.check.causality import CausalityLeak, test_causality
     from model_discovery.check.graph import load_graph_lm
-    from model_discovery.check.report import CheckConfig
+    from model_discovery.records import CheckConfig
     scale = ScaleConfig.model_validate(payload["scale"])
     data = TokenData.open(payload["data_dir"])
     out_dir = Path(payload["out_dir"])

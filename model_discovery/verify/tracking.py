@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from model_discovery.verify.result import VerifyResult
+    from model_discovery.records import VerifyResult
 
 log = logging.getLogger(__name__)
 DEFAULT_PROJECT = "model_discovery"

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from model_discovery.config import ConfigError, VerifyOptions
+from model_discovery.config import ConfigError
+from model_discovery.records import VerifyOptions
 from model_discovery.gau import load_seed
 from model_discovery.runners import VerifyJob, make_runner
 from model_discovery.runners.worker import RESULT_FILE, decode_job

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model_discovery.config import VerifyOptions
+from model_discovery.records import VerifyOptions
 from model_discovery.gau import load_seed
 from model_discovery.runners import VerifyJob
 from model_discovery.runners import failed_result

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from model_discovery.gau.compose import _RUNTIME_NAMES, compile_design
-from model_discovery.gau.design import Design, DesignError, UnitSpec, used_slots, walk_units
+from model_discovery.records.design import used_slots, walk_units
+from model_discovery.records import Design, DesignError, UnitSpec
 from model_discovery.gau.library import CatalogueUnit, catalogue, list_seeds, load_seed
 
 from model_discovery.agents.symbolic.source import (

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from model_discovery.gau.design import Design
+from model_discovery.records import Design
 from model_discovery.gau.library import CatalogueUnit, catalogue
 
 from model_discovery.agents.symbolic.draft import (

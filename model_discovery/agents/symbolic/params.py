@@ -21,8 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from model_discovery.gau.design import Design
-from model_discovery.gau.scales import ScaleConfig
+from model_discovery.records import Design, ScaleConfig
 
 from model_discovery.agents.symbolic.draft import catalogue_keys
 from model_discovery.agents.symbolic.source import init_defaults, source_key

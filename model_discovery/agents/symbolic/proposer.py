@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from model_discovery.gau.design import Design
-from model_discovery.agents.types import Proposal, Review, UnitPlan
+from model_discovery.records import Design, Proposal, Review, UnitPlan
 
 from model_discovery.agents.symbolic.config import SymbolicConfig
 from model_discovery.agents.symbolic.draft import design_problems, spec_key

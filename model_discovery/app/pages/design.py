@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from model_discovery.app import common, tables
-from model_discovery.gau.design import DesignError
+from model_discovery.records import DesignError
 from model_discovery.gau.library import seed_notes
 
 PICK = "design_pick"
