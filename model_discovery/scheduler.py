@@ -30,9 +30,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from model_discovery.records import ResultRecord, VerifyJob, VerifyOptions, VerifyPick, VerifyResult
 from model_discovery.errors import one_line
 from model_discovery.evolution import EvolutionTree
+from model_discovery.records import ResultRecord, VerifyJob, VerifyOptions, VerifyPick, VerifyResult
 from model_discovery.runners import Runner
 
 Emit = Callable[..., None]

@@ -25,10 +25,10 @@ from model_discovery.check import run_checks
 from model_discovery.config import ConfigError, SystemConfig
 from model_discovery.design import DesignFlow, DesignOutcome
 from model_discovery.evolution import EvolutionTree
-from model_discovery.records import LeaderboardRow, ResultRecord, VerifyJob, VerifyPick, VerifyResult
 from model_discovery.evolution.format import format_leaderboard
 from model_discovery.gau.library import list_seeds, load_seed
 from model_discovery.knowledge import KnowledgeConfig, KnowledgeEngine
+from model_discovery.records import LeaderboardRow, ResultRecord, VerifyJob, VerifyPick, VerifyResult
 from model_discovery.runners import Runner, make_runner
 from model_discovery.safe_io import write_text
 from model_discovery.scheduler import Emit, Scheduler, json_events, no_events

@@ -11,7 +11,6 @@ from typing import Literal, Protocol, runtime_checkable
 
 from model_discovery.records import Design, Plan, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan
 
-
 AgentRole = Literal["proposer", "reviewer", "planner", "coder", "observer"]
 
 

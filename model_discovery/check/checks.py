@@ -15,7 +15,10 @@ import ast
 import json
 import secrets
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,11 +28,12 @@ from pydantic import BaseModel, ConfigDict
 from model_discovery.check.dynamic import DESIGN_CHECKS
 from model_discovery.check.judge import JUDGE_CHECKS
 from model_discovery.check.report import format_report
-from model_discovery.records import CheckConfig, CheckReport, CheckResult, Design, DesignError, ScaleConfig
 from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits, SandboxOutcome, run_sandboxed
 from model_discovery.gau.compose import compile_design
-from model_discovery.records.design import used_slots
+from model_discovery.gau.library import load_design, load_seed
 from model_discovery.gau.scales import get_scale
+from model_discovery.records import CheckConfig, CheckReport, CheckResult, Design, DesignError, ScaleConfig
+from model_discovery.records.design import used_slots
 from model_discovery.train.corpus import load_token_data
 
 EXPORT_TARGET = "model_discovery.check.dynamic:export_design"
@@ -252,8 +256,6 @@ def run_dynamic(design: Design, source: str, scale: ScaleConfig, limits: Sandbox
 def reference_figures(scale: ScaleConfig, limits: SandboxLimits | None = None, config: CheckConfig | None = None,
                       cache_dir: str | Path | None = None) -> ReferenceFigures:
     """Speed/memory of the GPT-2 seed at ``scale``: cached per process and per ``cache_dir``."""
-    from model_discovery.gau.library import load_seed
-
     seed = load_seed(REFERENCE_SEED)
     key = (scale.name, seed.fingerprint())
     if key in _REFERENCE_CACHE:
@@ -337,12 +339,6 @@ def check_command(ref: str, scale: str = "micro", timeout_s: float | None = None
 
     SIGTERM ends the check like Ctrl-C: the sandboxed children die and temporary directories go.
     """
-    import signal
-    import sys
-    import threading
-
-    from model_discovery.gau.library import load_design
-
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 from model_discovery.check.causality import CausalityLeak, test_causality
 from model_discovery.check.graph import GraphError, GraphLM, load_graph_lm
-from model_discovery.records import CheckConfig, ScaleConfig, TrainConfig
 from model_discovery.check.runner import CheckRunner
 from model_discovery.check.sandbox import report
+from model_discovery.records import CheckConfig, ScaleConfig, TrainConfig
 from model_discovery.train.corpus import TokenData
 from model_discovery.train.loop import Trainer, TrainingError, fit, get_batch
 

@@ -7,7 +7,6 @@ from typing import Any
 from model_discovery.records import CheckReport
 
 
-
 def _fmt(value: Any, key: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"

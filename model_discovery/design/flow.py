@@ -22,9 +22,9 @@ from langgraph.graph import END, START, StateGraph
 from pydantic import ValidationError
 
 from model_discovery.agents.types import Coder, Planner, Proposer, Reviewer
-from model_discovery.records import Design, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan, UnitSpec
-from model_discovery.gau.scales import get_scale
 from model_discovery.design.state import DesignOutcome, FlowConfig, FlowState
+from model_discovery.gau.scales import get_scale
+from model_discovery.records import Design, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan, UnitSpec
 
 CheckFn = Callable[[Design, str], Any]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from model_discovery.records import ScaleConfig
 
-
 LADDER: dict[str, ScaleConfig] = {
     s.name: s
     for s in [

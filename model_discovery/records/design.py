@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from model_discovery.errors import one_line
 
 Role = Literal["block", "mixer", "channel_mixer", "norm", "positional", "other"]

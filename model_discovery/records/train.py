@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model_discovery.records.scale import ScaleConfig
 
-
 CurvePoint = tuple[int, int, float]  # (step, tokens seen, loss)
 
 

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-from model_discovery.records import DataConfig, Placement, VerifyJob, VerifyResult
 from model_discovery.errors import one_line
+from model_discovery.records import DataConfig, Placement, VerifyJob, VerifyResult
 from model_discovery.verify import verify_design
 
 

@@ -33,10 +33,10 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from model_discovery.config import ConfigFile
 from model_discovery.errors import one_line
-from model_discovery.runners.base import Runner, as_result, failed_result
 from model_discovery.records import VerifyJob, VerifyResult
+from model_discovery.records.config_file import ConfigFile
+from model_discovery.runners.base import Runner, as_result, failed_result
 from model_discovery.runners.worker import RESULT_FILE, encode_job
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "etc" / "beaker"

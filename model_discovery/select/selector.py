@@ -26,20 +26,28 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from model_discovery.evolution import EvolutionTree
-from model_discovery.records import Design, DesignRecord, ResultRecord, VerifyResult
 from model_discovery.evolution.tree import source_hash
 from model_discovery.gau.scales import LADDER
+from model_discovery.records import Design, DesignRecord, ResultRecord, VerifyPick, VerifyResult
 from model_discovery.select.budget import Budget
 from model_discovery.select.fitness import FitnessConfig, FitnessError, fitness, informative_tasks, per_seed
-from model_discovery.select.policy import (Estimate, PolicyConfig, Surrogate, choose_parent, confirmed_best,
-                                           estimate, estimate_from_summary, promotions, recommend, replicate_candidates,
-                                           tournament)
+from model_discovery.select.policy import (
+    Estimate,
+    PolicyConfig,
+    Surrogate,
+    choose_parent,
+    confirmed_best,
+    estimate,
+    estimate_from_summary,
+    promotions,
+    recommend,
+    replicate_candidates,
+    tournament,
+)
 from model_discovery.select.predictor import design_features
-from model_discovery.records import VerifyPick
 
 
 class SelectorConfig(BaseModel):

@@ -20,6 +20,7 @@ a file lock, so concurrent builders neither corrupt nor duplicate it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -97,12 +98,7 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as fh:
-        try:
-            import fcntl
-
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        except ImportError:  # non-POSIX: rely on temp + rename alone
-            pass
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         yield
 
 

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from model_discovery.errors import one_line
 from model_discovery.records import TrainConfig, TrainResult
@@ -137,8 +139,6 @@ def save_weights(path: Path, model: nn.Module) -> None:
     Tied tensors are stored once, under the first key that names them (``wte.weight`` for the
     tied embedding/head of :class:`DesignLM`).
     """
-    from safetensors.torch import save_file
-
     tensors: dict[str, torch.Tensor] = {}
     seen: set[tuple[int, int, tuple[int, ...]]] = set()
     for key, value in model.state_dict().items():
@@ -170,8 +170,6 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 
 
 def _progress(config: TrainConfig, initial: int) -> Any:
-    from tqdm.auto import tqdm
-
     return tqdm(total=config.max_steps, initial=initial, disable=not config.progress, desc="train",
                 unit="step", dynamic_ncols=True, leave=False)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from model_discovery.config import ConfigError
-from model_discovery.records import VerifyOptions
 from model_discovery.gau import load_seed
+from model_discovery.records import VerifyOptions
 from model_discovery.runners import VerifyJob, execute_job, make_runner
 from model_discovery.verify import VerifyResult
 

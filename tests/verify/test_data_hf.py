@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_discovery.train.corpus import DataError, load_token_data
 from model_discovery.records import DataConfig
+from model_discovery.train.corpus import DataError, load_token_data
 
 WORDS = ("the cat sat on a mat while the dog ran over hills and rivers under a quiet moon "
          "people build models that learn language from text one token at a time").split()
@@ -50,8 +50,8 @@ def test_missing_text_field_names_the_field(tmp_path: Path) -> None:
 
 
 def test_verification_job_trains_on_the_configured_dataset(tmp_path: Path) -> None:
-    from model_discovery.records import VerifyOptions
     from model_discovery.gau import load_seed
+    from model_discovery.records import VerifyOptions
     from model_discovery.runners import VerifyJob, execute_job
 
     data = {"source": "hf", "hf_dataset": str(_dataset(tmp_path / "stories")), "text_field": "story",

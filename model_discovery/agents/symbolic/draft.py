@@ -12,11 +12,6 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from model_discovery.gau.compose import _RUNTIME_NAMES, compile_design
-from model_discovery.records.design import used_slots, walk_units
-from model_discovery.records import Design, DesignError, UnitSpec
-from model_discovery.gau.library import CatalogueUnit, catalogue, list_seeds, load_seed
-
 from model_discovery.agents.symbolic.source import (
     defined_names,
     fresh_name,
@@ -24,6 +19,10 @@ from model_discovery.agents.symbolic.source import (
     slot_roles_declared,
     source_key,
 )
+from model_discovery.gau.compose import _RUNTIME_NAMES, compile_design
+from model_discovery.gau.library import CatalogueUnit, catalogue, list_seeds, load_seed
+from model_discovery.records import Design, DesignError, UnitSpec
+from model_discovery.records.design import used_slots, walk_units
 
 ROOT = "<root>"
 """Pseudo parent of the root slot in :meth:`Draft.slot_refs`."""
