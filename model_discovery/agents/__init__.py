@@ -11,22 +11,10 @@ from __future__ import annotations
 from model_discovery.agents.basic import ProposalPlanner, TemplateObserver
 from model_discovery.agents.factory import build_agent, build_agents
 from model_discovery.agents.llm import AnthropicChat, ChatBackend, ChatResponse, LLMError, OpenAIChat, make_backend
-from model_discovery.agents.roles import (
-                                          LLMCoder,
-                                          LLMObserver,
-                                          LLMPlanner,
-                                          LLMProposer,
-                                          LLMReviewer,
-                                          static_unit_problems,
-)
-from model_discovery.agents.spec import (
-                                          AgentSpec,
-                                          AgentSpecError,
-                                          default_spec_dir,
-                                          load_agent_spec,
-                                          load_agent_specs,
-                                          resolve_provider,
-)
+from model_discovery.agents.roles import (LLMCoder, LLMObserver, LLMPlanner, LLMProposer, LLMReviewer,
+                                          static_unit_problems)
+from model_discovery.agents.spec import (AgentSpec, AgentSpecError, default_spec_dir, load_agent_spec,
+                                         load_agent_specs, resolve_provider)
 from model_discovery.agents.structured import ProposalDraft, StructuredOutputError, ask_structured, extract_json
 from model_discovery.agents.usage import PriceTable, UsageLedger, UsageRecord, UsageTotals
 

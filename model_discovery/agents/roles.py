@@ -17,15 +17,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from model_discovery.agents.llm import ChatBackend
-from model_discovery.agents.prompts import (
-    example_unit,
-    load_system_prompt,
-    render_design,
-    render_knowledge,
-    render_proposal,
-    render_reviews,
-    render_unit_plan,
-)
+from model_discovery.agents.prompts import (example_unit, load_system_prompt, render_design, render_knowledge,
+                                            render_proposal, render_reviews, render_unit_plan)
 from model_discovery.agents.structured import ProposalDraft, ask_structured
 from model_discovery.knowledge import KnowledgeEngine
 from model_discovery.records import Design, Plan, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan

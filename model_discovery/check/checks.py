@@ -12,7 +12,6 @@ against the GPT-2 seed measured the same way at the same scale, once per process
 from __future__ import annotations
 
 import ast
-import json
 import secrets
 import shutil
 import signal
@@ -350,8 +349,3 @@ def check_command(ref: str, scale: str = "micro", timeout_s: float | None = None
     report = run_checks(design, sc, timeout_s=timeout_s)
     print(format_report(report))
     return 0 if report.passed else 1
-
-
-def report_json(report: CheckReport) -> str:
-    """The report as JSON (what the evolution tree stores)."""
-    return json.dumps(report.model_dump(mode="json"), indent=2)

@@ -20,29 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from model_discovery.evolution.schema import CheckRow, DesignRow, EdgeRow, ProposalRow, ReviewRow, UnitRow
-from model_discovery.evolution.store import (
-    DuplicateNameError,
-    TreeError,
-    TreeStore,
-    UnknownDesignError,
-    _dt,
-    _jsonable,
-    _now,
-    _pairs,
-    source_hash,
-)
-from model_discovery.records import (
-    STATUSES,
-    CheckRecord,
-    Design,
-    DesignRecord,
-    Proposal,
-    ProposalRecord,
-    Review,
-    ReviewRecord,
-    UnitRecord,
-    UnitUsage,
-)
+from model_discovery.evolution.store import (DuplicateNameError, TreeError, TreeStore, UnknownDesignError, _dt,
+                                             _jsonable, _now, _pairs, source_hash)
+from model_discovery.records import (STATUSES, CheckRecord, Design, DesignRecord, Proposal, ProposalRecord, Review,
+                                     ReviewRecord, UnitRecord, UnitUsage)
 
 
 def _dumps(obj: Any) -> str:

@@ -22,23 +22,9 @@ from model_discovery.records.proposal import Plan, Proposal, Review, ReviewConte
 from model_discovery.records.result import Replicate, VerifyResult, over_seeds
 from model_discovery.records.scale import ScaleConfig
 from model_discovery.records.train import TrainConfig, TrainResult
-from model_discovery.records.tree import (
-                                          STATUSES,
-                                          CheckRecord,
-                                          DesignRecord,
-                                          EdgeRecord,
-                                          Graph,
-                                          GraphNode,
-                                          LeaderboardRow,
-                                          LeaseRecord,
-                                          Lineage,
-                                          ProposalRecord,
-                                          ResultRecord,
-                                          ReviewRecord,
-                                          TreeStats,
-                                          UnitRecord,
-                                          UnitUsage,
-)
+from model_discovery.records.tree import (STATUSES, CheckRecord, DesignRecord, EdgeRecord, Graph, GraphNode,
+                                          LeaderboardRow, LeaseRecord, Lineage, ProposalRecord, ResultRecord,
+                                          ReviewRecord, TreeStats, UnitRecord, UnitUsage)
 
 __all__ = ["ROLES", "Design", "DesignError", "UnitSpec", "ScaleConfig", "DataConfig", "TrainConfig", "TrainResult",
            "CheckConfig", "CheckResult", "CheckReport", "VerifyResult", "Replicate", "over_seeds", "VerifyPick",

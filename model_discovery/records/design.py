@@ -38,10 +38,6 @@ class UnitSpec(BaseModel):
     hparams: dict[str, HParam] = Field(default_factory=dict)
     doc: str = ""
 
-    def slots_used(self) -> list[str]:
-        """Slot names passed as literals to ``build_child`` in the source (in order of use)."""
-        return used_slots(self.source)
-
 
 class Design(BaseModel):
     """A tree of GAUs rooted at a block unit."""

@@ -131,20 +131,9 @@ def render_spec(config: BeakerJobConfig, job: VerifyJob) -> Any:
     Built with beaker-py's own spec classes and checked to survive its JSON round trip, so a
     spec that renders is one beaker-py can submit.
     """
-    from beaker import (
-        BeakerConstraints,
-        BeakerDataMount,
-        BeakerDataSource,
-        BeakerEnvVar,
-        BeakerExperimentSpec,
-        BeakerImageSource,
-        BeakerJobPriority,
-        BeakerResultSpec,
-        BeakerRetrySpec,
-        BeakerTaskContext,
-        BeakerTaskResources,
-        BeakerTaskSpec,
-    )
+    from beaker import (BeakerConstraints, BeakerDataMount, BeakerDataSource, BeakerEnvVar, BeakerExperimentSpec,
+                        BeakerImageSource, BeakerJobPriority, BeakerResultSpec, BeakerRetrySpec, BeakerTaskContext,
+                        BeakerTaskResources, BeakerTaskSpec)
 
     env = [BeakerEnvVar(name=k, value=v) for k, v in sorted(config.env.items())]
     env += [BeakerEnvVar(name=k, secret=v) for k, v in sorted(config.secrets.items())]

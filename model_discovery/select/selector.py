@@ -34,19 +34,9 @@ from model_discovery.gau.scales import LADDER
 from model_discovery.records import Design, DesignRecord, ResultRecord, VerifyPick, VerifyResult
 from model_discovery.select.budget import Budget
 from model_discovery.select.fitness import FitnessConfig, FitnessError, fitness, informative_tasks, per_seed
-from model_discovery.select.policy import (
-    Estimate,
-    PolicyConfig,
-    Surrogate,
-    choose_parent,
-    confirmed_best,
-    estimate,
-    estimate_from_summary,
-    promotions,
-    recommend,
-    replicate_candidates,
-    tournament,
-)
+from model_discovery.select.policy import (Estimate, PolicyConfig, Surrogate, choose_parent, confirmed_best,
+                                           estimate, estimate_from_summary, promotions, recommend,
+                                           replicate_candidates, tournament)
 from model_discovery.select.predictor import design_features
 
 

@@ -35,18 +35,8 @@ from model_discovery.errors import one_line
 from model_discovery.gau.compose import compile_design, load_module
 from model_discovery.gau.library import load_design
 from model_discovery.gau.scales import get_scale
-from model_discovery.records import (
-    CheckConfig,
-    DataConfig,
-    Design,
-    DesignError,
-    Replicate,
-    ScaleConfig,
-    TrainConfig,
-    TrainResult,
-    VerifyResult,
-    over_seeds,
-)
+from model_discovery.records import (CheckConfig, DataConfig, Design, DesignError, Replicate, ScaleConfig,
+                                     TrainConfig, TrainResult, VerifyResult, over_seeds)
 from model_discovery.train.corpus import TokenData, cache_root, corpus_documents, load_token_data
 from model_discovery.train.loop import peak_memory_bytes, train
 from model_discovery.verify.evaluation import evaluate

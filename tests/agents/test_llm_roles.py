@@ -6,14 +6,8 @@ import pytest
 
 from model_discovery.agents.factory import build_agent, build_agents
 from model_discovery.agents.llm import make_backend
-from model_discovery.agents.roles import (
-    LLMCoder,
-    LLMObserver,
-    LLMPlanner,
-    LLMProposer,
-    LLMReviewer,
-    static_unit_problems,
-)
+from model_discovery.agents.roles import (LLMCoder, LLMObserver, LLMPlanner, LLMProposer, LLMReviewer,
+                                          static_unit_problems)
 from model_discovery.agents.spec import AgentSpecError, load_agent_specs
 from model_discovery.agents.types import Coder, Observer, Planner, Proposer, Reviewer
 from model_discovery.agents.usage import UsageLedger

@@ -10,15 +10,8 @@ import random
 import pytest
 import torch
 
-from model_discovery.agents.symbolic import (
-    OPERATORS,
-    NotApplicable,
-    SymbolicCoder,
-    SymbolicConfig,
-    SymbolicProposer,
-    SymbolicReviewer,
-    novelty,
-)
+from model_discovery.agents.symbolic import (OPERATORS, NotApplicable, SymbolicCoder, SymbolicConfig,
+                                             SymbolicProposer, SymbolicReviewer, novelty)
 from model_discovery.agents.symbolic.draft import Draft, design_problems
 from model_discovery.agents.symbolic.params import is_trusted, meta_count, static_count
 from model_discovery.agents.symbolic.source import canonical_source, rename_unit_source

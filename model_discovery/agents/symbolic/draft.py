@@ -12,13 +12,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from model_discovery.agents.symbolic.source import (
-    defined_names,
-    fresh_name,
-    rename_unit_source,
-    slot_roles_declared,
-    source_key,
-)
+from model_discovery.agents.symbolic.source import (defined_names, fresh_name, rename_unit_source,
+                                                    slot_roles_declared, source_key)
 from model_discovery.gau.compose import _RUNTIME_NAMES, compile_design
 from model_discovery.gau.library import CatalogueUnit, catalogue, list_seeds, load_seed
 from model_discovery.records import Design, DesignError, UnitSpec
