@@ -11,10 +11,12 @@ One concept per module, importing nothing of the project but :mod:`model_discove
 - :mod:`.result`: ``VerifyResult``, ``Replicate``, ``over_seeds``;
 - :mod:`.job`: ``VerifyPick``, ``VerifyOptions``, ``VerifyJob``, ``Placement``;
 - :mod:`.proposal`: ``Proposal``, ``Review``, ``Plan``, ``UnitPlan``, ``UnitImplementation``, ``ReviewContext``;
-- :mod:`.tree`: the evolution tree's records (``DesignRecord``, ``ResultRecord``, ``LeaderboardRow``, ...).
+- :mod:`.tree`: the evolution tree's records (``DesignRecord``, ``ResultRecord``, ``LeaderboardRow``, ...);
+- :mod:`.config_file`: ``ConfigFile`` (base of config models read from YAML), ``ConfigError``.
 """
 
 from model_discovery.records.check import CheckConfig, CheckReport, CheckResult
+from model_discovery.records.config_file import ConfigError, ConfigFile
 from model_discovery.records.data import DataConfig
 from model_discovery.records.design import ROLES, Design, DesignError, UnitSpec
 from model_discovery.records.job import Placement, VerifyJob, VerifyOptions, VerifyPick
@@ -31,4 +33,4 @@ __all__ = ["ROLES", "Design", "DesignError", "UnitSpec", "ScaleConfig", "DataCon
            "VerifyOptions", "VerifyJob", "Placement", "Proposal", "Review", "Plan", "UnitPlan",
            "UnitImplementation", "ReviewContext", "STATUSES", "DesignRecord", "UnitRecord", "UnitUsage",
            "EdgeRecord", "ProposalRecord", "ReviewRecord", "CheckRecord", "ResultRecord", "LeaseRecord",
-           "LeaderboardRow", "Lineage", "Graph", "GraphNode", "TreeStats"]
+           "LeaderboardRow", "Lineage", "Graph", "GraphNode", "TreeStats", "ConfigFile", "ConfigError"]
