@@ -59,6 +59,6 @@ def test_verification_job_trains_on_the_configured_dataset(tmp_path: Path) -> No
     job = VerifyJob(design=load_seed("gpt2"), scale="micro", out_dir=str(tmp_path / "v"),
                     options=VerifyOptions(eval=False, probes=False, wandb=False, train_tokens=4096, data=data))
     record = execute_job(job)
-    assert record["status"] == "ok", record["error"]
-    meta = json.loads((Path(record["data_dir"]) / "meta.json").read_text())
-    assert "stories" in json.dumps(meta) and record["train"]["tokens"] >= 4096
+    assert record.status == "ok", record.error
+    meta = json.loads((Path(record.data_dir) / "meta.json").read_text())
+    assert "stories" in json.dumps(meta) and record.train is not None and record.train.tokens >= 4096
