@@ -23,12 +23,13 @@ import json
 import math
 import statistics
 import time
-
-from scipy import stats
 from pathlib import Path
 
-from model_discovery.config import SystemConfig, VerifyOptions
+from scipy import stats
+
+from model_discovery.config import SystemConfig
 from model_discovery.gau import Design, load_seed
+from model_discovery.records import VerifyOptions
 from model_discovery.select.fitness import fitness, per_seed
 from model_discovery.select.policy import recommend
 from model_discovery.system import BuildSystem

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from model_discovery.config import SystemConfig, VerifyOptions
+from model_discovery.config import SystemConfig
 from model_discovery.gau import load_seed
+from model_discovery.records import VerifyOptions
 from model_discovery.runners.local import machine_cores
 from model_discovery.system import BuildSystem
 

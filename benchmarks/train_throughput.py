@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from model_discovery.gau import build_lm, get_scale, load_seed
+from model_discovery.records import TrainConfig
 from model_discovery.train.corpus import load_token_data
-from model_discovery.train.loop import TrainConfig, train
+from model_discovery.train.loop import train
 
 
 def nanogpt_loop(model: torch.nn.Module, tokens: np.ndarray, cfg: TrainConfig, device: torch.device,

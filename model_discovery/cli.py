@@ -12,6 +12,17 @@ from typing import Optional
 
 import typer
 
+from model_discovery.check import check_command
+from model_discovery.config import ConfigError, SystemConfig
+from model_discovery.evolution import EvolutionTree
+from model_discovery.evolution.format import format_leaderboard, format_tree
+from model_discovery.gau import get_scale, load_design
+from model_discovery.gau.hf_export import export_hf, export_verified
+from model_discovery.gau.library import list_seeds, load_seed
+from model_discovery.records import DesignError
+from model_discovery.system import BuildSystem
+from model_discovery.verify import verify_command
+
 app = typer.Typer(help="Discover language-model architectures by evolutionary search over GAU trees.",
                   no_args_is_help=True, add_completion=False)
 tree_app = typer.Typer(help="Inspect or export the evolution tree.", no_args_is_help=True)
@@ -27,10 +38,6 @@ def _fail(message: str) -> None:
 
 
 def _system(config: Optional[Path], run_dir: Path, **overrides: object):  # noqa: ANN202
-    from model_discovery.config import ConfigError, SystemConfig
-    from model_discovery.gau.design import DesignError
-    from model_discovery.system import BuildSystem
-
     try:
         base = SystemConfig.load(config) if config else SystemConfig(run_dir=run_dir)
         data = base.model_dump()
@@ -95,8 +102,6 @@ def check(ref: str = typer.Argument(..., help="design JSON path or seed name"),
                                                   help="wall-clock seconds for the sandboxed checks (default 120 "
                                                        "per sandboxed process)")) -> None:
     """Check a design in the sandbox and print the report."""
-    from model_discovery.check import check_command
-
     raise typer.Exit(check_command(ref, scale, timeout_s=timeout))
 
 
@@ -121,8 +126,6 @@ def verify(ref: str = typer.Argument(..., help="design JSON path or seed name"),
            replicates: int = typer.Option(1, "--replicates", min=1, max=16,
                                           help="training seeds; the record holds their means and spread")) -> None:
     """Train and evaluate a design at one rung; write its result record."""
-    from model_discovery.verify import verify_command
-
     overrides = {k: v for k, v in {"train_tokens": train_tokens, "compile": compile or None,
                                    "device": device}.items() if v is not None}
     raise typer.Exit(verify_command(ref, scale, str(out_dir or Path("runs/verify") / f"{Path(ref).stem}@{scale}"),
@@ -133,8 +136,6 @@ def verify(ref: str = typer.Argument(..., help="design JSON path or seed name"),
 @app.command()
 def seeds() -> None:
     """List the seed designs of the library."""
-    from model_discovery.gau.library import list_seeds, load_seed
-
     for name in list_seeds():
         typer.echo(f"{name:<12} {load_seed(name).summary}")
 
@@ -146,9 +147,6 @@ def leaderboard(scale: Optional[str] = typer.Option(None, "--scale", "-s"),
                                                 "eval_metrics.local_ppl/bits_per_byte or final_val_loss"),
                 limit: int = typer.Option(20, "--limit"), run_dir: Path = RunDir) -> None:
     """Best designs by fitness or by any recorded metric (per rung)."""
-    from model_discovery.evolution import EvolutionTree
-    from model_discovery.evolution.format import format_leaderboard
-
     if not (run_dir / "tree.sqlite").exists():
         _fail(f"{run_dir}: no tree.sqlite here; run `modis discover --run-dir {run_dir}` first")
     tree = EvolutionTree(run_dir / "tree.sqlite")
@@ -159,9 +157,6 @@ def leaderboard(scale: Optional[str] = typer.Option(None, "--scale", "-s"),
 @tree_app.command("show")
 def tree_show(run_dir: Path = RunDir, limit: int = typer.Option(50, "--limit")) -> None:
     """Print the evolution tree as an indented lineage list."""
-    from model_discovery.evolution import EvolutionTree
-    from model_discovery.evolution.format import format_tree
-
     if not (run_dir / "tree.sqlite").exists():
         _fail(f"{run_dir}: no tree.sqlite here")
     typer.echo(format_tree(EvolutionTree(run_dir / "tree.sqlite"), limit=limit))
@@ -170,8 +165,6 @@ def tree_show(run_dir: Path = RunDir, limit: int = typer.Option(50, "--limit")) 
 @tree_app.command("export")
 def tree_export(out: Path = typer.Argument(..., help="JSONL file to write"), run_dir: Path = RunDir) -> None:
     """Export every design, review, check and result as JSONL."""
-    from model_discovery.evolution import EvolutionTree
-
     if not (run_dir / "tree.sqlite").exists():
         _fail(f"{run_dir}: no tree.sqlite here")
     n = EvolutionTree(run_dir / "tree.sqlite").export(out)
@@ -237,9 +230,6 @@ def export(ref: str = typer.Argument(..., help="design JSON path or seed name"),
            trained: Optional[Path] = typer.Option(None, "--from", help="verification folder: export its trained "
                                                   "weights and tokenizer")) -> None:
     """Export a design as a Hugging Face model folder (loads with trust_remote_code=True)."""
-    from model_discovery.gau import DesignError, get_scale, load_design
-    from model_discovery.gau.hf_export import export_hf, export_verified
-
     try:
         design = load_design(ref)
         path = (export_verified(design, trained, out_dir) if trained

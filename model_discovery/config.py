@@ -2,66 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field
 
 from model_discovery.design.state import FlowConfig
-from model_discovery.errors import field_error, one_line
+from model_discovery.gau.scales import get_scale
+from model_discovery.records import VerifyOptions
+from model_discovery.records.config_file import ConfigError, ConfigFile
 from model_discovery.select.policy import PolicyConfig
+from model_discovery.select.selector import SelectorConfig
 
-
-class ConfigError(ValueError):
-    """A configuration file or value is invalid; the message names the file and field."""
-
-
-class ConfigFile(BaseModel):
-    """A config model read from YAML; :meth:`parse` and :meth:`load` raise :class:`ConfigError`
-    with one line naming the origin (file) and the first bad field."""
-
-    config_kind: ClassVar[str] = "config"
-
-    @classmethod
-    def parse(cls, data: Any, origin: str | None = None) -> Any:
-        try:
-            return cls.model_validate(dict(data) if isinstance(data, Mapping) else data)
-        except ValidationError as exc:
-            raise ConfigError(f"{origin or f'<{cls.config_kind}>'}: {field_error(exc)}") from exc
-
-    @classmethod
-    def load(cls, path: str | Path) -> Any:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read {cls.config_kind}: {one_line(exc)}") from exc
-        return cls.parse(data, origin=str(path))
-
-
-class VerifyOptions(BaseModel):
-    """What a verification run does besides training."""
-
-    model_config = ConfigDict(extra="forbid")
-    eval: bool = True
-    probes: bool = True
-    wandb: bool = True
-    train_tokens: int | None = Field(None, gt=0, description="override the rung's token budget")
-    compile: bool = Field(False, description="torch.compile the model (falls back to eager if it fails)")
-    seed: int = Field(0, ge=0, description="first training seed (replicates use seed, seed + 1, ...)")
-    replicates: int = Field(1, ge=1, le=16, description="training seeds per verification; the record holds "
-                            "their means (less noisy fitness, proportionally more compute)")
-    data: dict[str, Any] = Field(default_factory=dict, description="corpus settings (train.corpus.DataConfig); "
-                                 "{} = the local standard-library corpus")
-
-    @field_validator("data")
-    @classmethod
-    def _data_config(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from model_discovery.train.corpus import DataConfig
-
-        return DataConfig.model_validate(v).model_dump(mode="json", exclude_defaults=True) if v else v
+__all__ = ["ConfigError", "ConfigFile", "SystemConfig"]
 
 
 class SystemConfig(ConfigFile):
@@ -99,18 +53,14 @@ class SystemConfig(ConfigFile):
     def resolved_tree_url(self) -> str:
         return self.tree_url or f"sqlite:///{(self.run_dir / 'tree.sqlite').resolve()}"
 
-    def selector_config(self, **overrides: Any) -> Any:
+    def selector_config(self, **overrides: Any) -> SelectorConfig:
         """The :class:`~model_discovery.select.SelectorConfig` of this run (the one builder)."""
-        from model_discovery.select.selector import SelectorConfig
-
         fields: dict[str, Any] = dict(seed=self.seed, scales=self.ladder, budgets=self.budgets, policy=self.policy,
                                       pacing=self.pacing, k_parents=self.flow.n_parents,
                                       n_references=self.flow.n_references, lease_ttl_s=self.lease_ttl_s)
         return SelectorConfig(**{**fields, **overrides})
 
     def budget(self, scale: str) -> int:
-        from model_discovery.gau.scales import get_scale
-
         return self.budgets.get(scale, get_scale(scale).verify_budget)
 
     def to_yaml(self) -> str:

@@ -31,12 +31,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from model_discovery.config import VerifyOptions
 from model_discovery.errors import one_line
-from model_discovery.evolution import EvolutionTree, ResultRecord
-from model_discovery.runners import Runner, VerifyJob
-from model_discovery.select import VerifyPick
-from model_discovery.verify import VerifyResult
+from model_discovery.evolution import EvolutionTree
+from model_discovery.records import ResultRecord, VerifyJob, VerifyOptions, VerifyPick, VerifyResult
+from model_discovery.runners import Runner
 
 log = logging.getLogger(__name__)
 

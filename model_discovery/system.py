@@ -24,17 +24,16 @@ from model_discovery.agents.usage import UsageLedger
 from model_discovery.check import run_checks
 from model_discovery.config import ConfigError, SystemConfig
 from model_discovery.design import DesignFlow, DesignOutcome
-from model_discovery.evolution import EvolutionTree, LeaderboardRow, ResultRecord
+from model_discovery.evolution import EvolutionTree
 from model_discovery.evolution.format import format_leaderboard
 from model_discovery.gau.library import list_seeds, load_seed
 from model_discovery.knowledge import KnowledgeConfig, KnowledgeEngine
-from model_discovery.runners import Runner, VerifyJob, make_runner
+from model_discovery.records import LeaderboardRow, ResultRecord, VerifyJob, VerifyPick, VerifyResult
+from model_discovery.runners import Runner, make_runner
 from model_discovery.safe_io import write_text
 from model_discovery.scheduler import Emit, Scheduler, json_events, no_events
-from model_discovery.select import RandomSelector, Selector, VerifyPick
-from model_discovery.select.selector import stored
+from model_discovery.select import RandomSelector, Selector
 from model_discovery.select.fitness import read_metrics
-from model_discovery.verify import VerifyResult
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +187,7 @@ class DiscoverySystem:
         results = flat(row.fitness, result)
         parents = self.tree.parents(job.design.name)
         for res in self.tree.results(parents[0], job.scale) if parents else []:
-            results.update({f"parent_{k}": v for k, v in flat(res.fitness, stored(res)).items()})
+            results.update({f"parent_{k}": v for k, v in flat(res.fitness, res.result).items()})
         note = observer.observe(job.design, {k: v for k, v in results.items() if v is not None})
         write_text(Path(job.out_dir) / "observation.md", note + "\n")
 
@@ -249,7 +248,7 @@ class DiscoverySystem:
         lines = []
         for scale in self.config.ladder:
             rows = [r for r in self.tree.results(scale=scale) if r.status == "ok"]
-            results = [stored(r) for r in rows]
+            results = [r.result for r in rows]
             if not results:
                 continue
             est = self.selector.estimates(self.tree, scale)

@@ -131,8 +131,8 @@ def _worker_init() -> None:
 
     torch.set_num_threads(1)
     global _DATA
-    from model_discovery.train.corpus import load_token_data
     from model_discovery.gau import get_scale
+    from model_discovery.train.corpus import load_token_data
 
     _DATA = load_token_data(get_scale("micro").vocab_size)
 
@@ -140,7 +140,8 @@ def _worker_init() -> None:
 def train_one(job: tuple[dict, int, int, float]) -> list[dict]:
     """Train one design with one seed; rows for every fidelity (runs in a worker)."""
     from model_discovery.gau import Design, build_lm, get_scale
-    from model_discovery.train.loop import TrainConfig, train
+    from model_discovery.records import TrainConfig
+    from model_discovery.train.loop import train
 
     row, seed, train_tokens, bytes_per_token = job
     scale = get_scale("micro")

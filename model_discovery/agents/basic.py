@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from model_discovery.agents.types import Plan, Proposal, UnitPlan
-from model_discovery.gau.design import Design
+from model_discovery.records import Design, Plan, Proposal, UnitPlan
 
 
 class ProposalPlanner:

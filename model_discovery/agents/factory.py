@@ -25,9 +25,10 @@ from model_discovery.agents.basic import ProposalPlanner, TemplateObserver
 from model_discovery.agents.llm import make_backend
 from model_discovery.agents.roles import LLMCoder, LLMObserver, LLMPlanner, LLMProposer, LLMReviewer
 from model_discovery.agents.spec import AgentSpec, AgentSpecError, resolve_provider
+from model_discovery.agents.symbolic import SymbolicConfig
 from model_discovery.agents.usage import UsageLedger
-from model_discovery.knowledge import KnowledgeEngine
 from model_discovery.errors import field_error
+from model_discovery.knowledge import KnowledgeEngine
 
 LLM_ROLE_CLASSES: dict[str, type] = {"proposer": LLMProposer, "reviewer": LLMReviewer,
                                      "planner": LLMPlanner, "coder": LLMCoder, "observer": LLMObserver}
@@ -35,8 +36,6 @@ LLM_ROLE_CLASSES: dict[str, type] = {"proposer": LLMProposer, "reviewer": LLMRev
 
 def _symbolic_config(spec: AgentSpec) -> Any:
     """``SymbolicConfig`` from the spec's ``options``; errors name the file and the option."""
-    from model_discovery.agents.symbolic import SymbolicConfig
-
     try:
         return SymbolicConfig.model_validate(spec.options)
     except ValidationError as exc:

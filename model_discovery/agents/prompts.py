@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from model_discovery.agents.spec import AgentSpec, AgentSpecError
-from model_discovery.agents.types import Proposal, Review, UnitPlan
-from model_discovery.gau.design import Design
+from model_discovery.gau.library import catalogue
+from model_discovery.records import Design, Proposal, Review, UnitPlan
 
 
 def default_prompt_dir() -> Path:
@@ -24,8 +24,6 @@ def default_prompt_dir() -> Path:
 
 def example_unit(role: str | None = None, with_children: bool | None = None) -> str:
     """Source of a catalogue unit (of ``role`` when given; with/without child slots when asked)."""
-    from model_discovery.gau.library import catalogue
-
     preferred = {"block": "PreNormBlock", "channel_mixer": "GeluMLP", "mixer": "CausalSelfAttention"}
     units = catalogue(role) if role else catalogue()
     if with_children is not None:

@@ -17,14 +17,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from model_discovery.agents.llm import ChatBackend
-from model_discovery.agents.prompts import (example_unit, load_system_prompt, render_design,
-                                            render_knowledge, render_proposal, render_reviews,
-                                            render_unit_plan)
+from model_discovery.agents.prompts import (example_unit, load_system_prompt, render_design, render_knowledge,
+                                            render_proposal, render_reviews, render_unit_plan)
 from model_discovery.agents.structured import ProposalDraft, ask_structured
-from model_discovery.agents.types import (Plan, Proposal, Review, ReviewContext, UnitImplementation,
-                                          UnitPlan)
-from model_discovery.gau.design import Design, used_slots
 from model_discovery.knowledge import KnowledgeEngine
+from model_discovery.records import Design, Plan, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan
+from model_discovery.records.design import used_slots
 
 _ALLOWED_IMPORT_ROOTS = frozenset({"torch", "__future__"})
 _GAU_RUNTIME = "model_discovery.gau.runtime"

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from model_discovery.agents.llm import ChatBackend, ChatResponse
-from model_discovery.agents.types import Proposal
+from model_discovery.records import Proposal
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -132,14 +132,6 @@ def leaderboard_frame(url: str) -> pd.DataFrame:
     return tables.leaderboard_frame(tree.leaderboard(), tree.results())
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def spent_by_scale(url: str) -> dict[str, int]:
-    """Verifications used per rung (results plus live leases), from one stats query."""
-    stats = _tree_for(url).stats()
-    scales = set(stats.results_by_scale) | set(stats.leases_by_scale)
-    return {s: stats.results_by_scale.get(s, 0) + stats.leases_by_scale.get(s, 0) for s in scales}
-
-
 def no_designs_yet() -> None:
     """The friendly empty state shown by pages that need designs."""
     st.info("No designs yet — start a run on the evolve page.", icon=":material/info:")

@@ -5,14 +5,14 @@ Nothing here touches Streamlit, so every function is testable on its own.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from model_discovery.evolution import LeaderboardRow, ResultRecord
-from model_discovery.gau.design import Design
-from model_discovery.gau.scales import LADDER, ScaleConfig
+from model_discovery.gau.scales import LADDER
+from model_discovery.records import Design, LeaderboardRow, ResultRecord, ScaleConfig
 
 #: leading columns of the leaderboard, in order
 BASE_COLUMNS = ["rank", "design", "scale", "fitness", "fitness_se", "seeds", "status", "operator", "generation"]
@@ -170,8 +170,6 @@ def human(value: float, key: str = "") -> str:
 
 def outcome_counts(lines: Iterable[str]) -> dict[str, int]:
     """Counts of design-step outcomes (committed/failed/rejected) from ``outcomes.jsonl`` lines."""
-    import json
-
     counts: dict[str, int] = {}
     for line in lines:
         line = line.strip()

@@ -7,10 +7,11 @@ code that must execute untrusted design code (the verifier uses it too); ``graph
 exported design without its Python; ``causality.test_causality`` is the judge's causality test.
 """
 
-from model_discovery.check.checks import (ReferenceFigures, check_command, reference_figures, run_checks,
-                                          static_checks)
-from model_discovery.check.report import CheckConfig, CheckReport, CheckResult, format_report
-from model_discovery.check.sandbox import SandboxLimits, SandboxOutcome, SandboxViolation, run_sandboxed
+from model_discovery.check.channel import SandboxViolation
+from model_discovery.check.checks import ReferenceFigures, check_command, reference_figures, run_checks, static_checks
+from model_discovery.check.report import format_report
+from model_discovery.check.sandbox import SandboxLimits, SandboxOutcome, run_sandboxed
+from model_discovery.records import CheckConfig, CheckReport, CheckResult
 
 __all__ = ["run_checks", "static_checks", "check_command", "format_report", "reference_figures",
            "ReferenceFigures", "CheckConfig", "CheckReport", "CheckResult", "SandboxLimits", "SandboxOutcome",

@@ -7,29 +7,19 @@ Every message to the parent is one JSON line on the inherited descriptor ``FD``;
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import resource
 import sys
-import threading
 import traceback
 from typing import Any
+
+import torch
+
+from model_discovery.check import isolation, policy, toolchain
+from model_discovery.check.channel import SandboxViolation, connect, send
 from model_discovery.errors import one_line
-
-_FD: int | None = None
-_LOCK = threading.Lock()
-
-
-def send(message: dict[str, Any]) -> None:
-    """Write one JSON line to the parent (no-op when not running as the sandbox child)."""
-    if _FD is None:
-        return
-    data = (json.dumps(message, default=str) + "\n").encode()
-    with _LOCK:
-        view = memoryview(data)
-        while view:
-            written = os.write(_FD, view)
-            view = view[written:]
 
 
 def _set_limits(job: dict[str, Any]) -> None:
@@ -52,19 +42,14 @@ def _is_memory_error(exc: BaseException) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    global _FD
-    # run as __main__: make `from model_discovery.check import _child` find this very module
-    sys.modules["model_discovery.check._child"] = sys.modules[__name__]
     job_path, fd = argv[1], int(argv[2])
-    _FD = fd
+    connect(fd)
     sys.dont_write_bytecode = True
     with open(job_path) as fh:
         job = json.load(fh)
     _set_limits(job)
     module_name, func_name = job["target"].split(":", 1)
     try:
-        import importlib
-
         module = importlib.import_module(module_name)
         func = getattr(module, func_name)
         warmup = getattr(module, "sandbox_warmup", None)
@@ -76,14 +61,10 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         return 1
 
-    from model_discovery.check import isolation, policy, toolchain
-
     try:
         if job.get("allow_compilers"):
             toolchain.warm_up()
         if job.get("init_cuda"):
-            import torch
-
             if torch.cuda.is_available():
                 torch.cuda.init()  # the driver and its libraries load before the audit hook is in place
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
@@ -109,7 +90,7 @@ def main(argv: list[str]) -> int:
             result = None
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
         traceback.print_exc()
-        if isinstance(exc, policy.SandboxViolation):
+        if isinstance(exc, SandboxViolation):
             kind, error = "violation", str(exc)
         elif _is_memory_error(exc):
             kind, error = "memory", f"memory allocation failed: {one_line(exc, limit=None)}"

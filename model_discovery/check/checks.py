@@ -12,10 +12,12 @@ against the GPT-2 seed measured the same way at the same scale, once per process
 from __future__ import annotations
 
 import ast
-import json
 import secrets
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,13 @@ from pydantic import BaseModel, ConfigDict
 
 from model_discovery.check.dynamic import DESIGN_CHECKS
 from model_discovery.check.judge import JUDGE_CHECKS
-from model_discovery.check.report import CheckConfig, CheckReport, CheckResult, format_report
+from model_discovery.check.report import format_report
 from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits, SandboxOutcome, run_sandboxed
 from model_discovery.gau.compose import compile_design
-from model_discovery.gau.design import Design, DesignError, used_slots
-from model_discovery.gau.scales import ScaleConfig, get_scale
+from model_discovery.gau.library import load_design, load_seed
+from model_discovery.gau.scales import get_scale
+from model_discovery.records import CheckConfig, CheckReport, CheckResult, Design, DesignError, ScaleConfig
+from model_discovery.records.design import used_slots
 from model_discovery.train.corpus import load_token_data
 
 EXPORT_TARGET = "model_discovery.check.dynamic:export_design"
@@ -251,8 +255,6 @@ def run_dynamic(design: Design, source: str, scale: ScaleConfig, limits: Sandbox
 def reference_figures(scale: ScaleConfig, limits: SandboxLimits | None = None, config: CheckConfig | None = None,
                       cache_dir: str | Path | None = None) -> ReferenceFigures:
     """Speed/memory of the GPT-2 seed at ``scale``: cached per process and per ``cache_dir``."""
-    from model_discovery.gau.library import load_seed
-
     seed = load_seed(REFERENCE_SEED)
     key = (scale.name, seed.fingerprint())
     if key in _REFERENCE_CACHE:
@@ -336,12 +338,6 @@ def check_command(ref: str, scale: str = "micro", timeout_s: float | None = None
 
     SIGTERM ends the check like Ctrl-C: the sandboxed children die and temporary directories go.
     """
-    import signal
-    import sys
-    import threading
-
-    from model_discovery.gau.library import load_design
-
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
@@ -353,8 +349,3 @@ def check_command(ref: str, scale: str = "micro", timeout_s: float | None = None
     report = run_checks(design, sc, timeout_s=timeout_s)
     print(format_report(report))
     return 0 if report.passed else 1
-
-
-def report_json(report: CheckReport) -> str:
-    """The report as JSON (what the evolution tree stores)."""
-    return json.dumps(report.model_dump(mode="json"), indent=2)

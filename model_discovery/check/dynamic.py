@@ -19,10 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model_discovery.check.channel import UNTRUSTED_FILENAME_PREFIX
+from model_discovery.check.graph import export_lm
 from model_discovery.check.runner import CheckRunner
-from model_discovery.check.sandbox import UNTRUSTED_FILENAME_PREFIX, load_untrusted_module, report
-from model_discovery.gau.design import Design
-from model_discovery.gau.scales import ScaleConfig
+from model_discovery.check.sandbox import load_untrusted_module, report
+from model_discovery.records import Design, ScaleConfig
 
 DESIGN_CHECKS: tuple[str, ...] = ("build", "export")
 
@@ -91,8 +92,6 @@ def export_design(payload: dict[str, Any]) -> dict[str, Any]:
     dict), ``allowed_imports``, ``seed``, ``shapes`` (``[mode, batch, length]`` per graph) and
     ``graph_dir`` (writable). Returns ``{"checks": [CheckResult dicts]}``.
     """
-    from model_discovery.check.graph import export_lm
-
     design = Design.model_validate(payload["design"])
     scale = ScaleConfig.model_validate(payload["scale"])
     source: str = payload["source"]

@@ -27,7 +27,10 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save_file
 from torch import nn
+from torch.func import functional_call
 
 SPEC_FILE = "graph.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -145,8 +148,6 @@ def export_lm(model: nn.Module, shapes: Iterable[tuple[Mode, int, int]], out_dir
     ``weights``: extra named weight sets (same names and shapes as the model's state) saved
     beside the model's own, e.g. one initialisation per probe (``<set>/<name>`` in the file).
     """
-    from safetensors.torch import save_file
-    from torch.func import functional_call
     from torch.fx.experimental.proxy_tensor import make_fx
 
     if not callable(getattr(model, "hidden_states", None)):
@@ -471,8 +472,6 @@ class GraphLM(nn.Module):
 
 def load_bundle(directory: str | Path) -> tuple[GraphBundle, dict[str, torch.Tensor]]:
     """Read a bundle written by :func:`export_lm` (no symlinks followed, sizes capped)."""
-    from safetensors.torch import load as load_tensors
-
     d = Path(directory)
     try:
         raw = _open_nofollow(d / SPEC_FILE, MAX_SPEC_BYTES)

@@ -22,6 +22,7 @@ explicitly, for machines where it cannot work and the designs are trusted; it is
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -94,10 +95,8 @@ def bwrap_executable() -> str:
 
 def _python_roots() -> list[Path]:
     """The Python installation, the environment and this package: what the child must read."""
-    import model_discovery
-
     roots = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).resolve().parent.parent,
-             Path(model_discovery.__file__).resolve().parent}
+             Path(__file__).resolve().parents[1]}
     for entry in sys.path:
         if entry and Path(entry).is_dir() and "site-packages" in entry:
             roots.add(Path(entry).resolve())
@@ -166,8 +165,6 @@ def lock_syscalls(*, allow_processes: bool, allow_network: bool) -> None:
         import pyseccomp as seccomp
     except Exception as exc:  # noqa: BLE001 - missing package or missing libseccomp.so
         raise IsolationUnavailable(f"seccomp is unavailable (pyseccomp/libseccomp): {exc}") from exc
-    import errno
-
     pid = os.getpid()
     deny = seccomp.ERRNO(errno.EPERM)
     try:

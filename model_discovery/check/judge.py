@@ -20,12 +20,11 @@ import torch.nn.functional as F
 
 from model_discovery.check.causality import CausalityLeak, test_causality
 from model_discovery.check.graph import GraphError, GraphLM, load_graph_lm
-from model_discovery.check.report import CheckConfig
 from model_discovery.check.runner import CheckRunner
 from model_discovery.check.sandbox import report
-from model_discovery.gau.scales import ScaleConfig
+from model_discovery.records import CheckConfig, ScaleConfig, TrainConfig
 from model_discovery.train.corpus import TokenData
-from model_discovery.train.loop import TrainConfig, Trainer, TrainingError, fit, get_batch
+from model_discovery.train.loop import Trainer, TrainingError, fit, get_batch
 
 JUDGE_CHECKS: tuple[str, ...] = ("params", "forward", "causality", "gradients", "speed_memory", "effectiveness")
 

@@ -7,6 +7,7 @@ code that defeated the hook would. Used by the escape tests and ``benchmarks/che
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import signal
@@ -58,7 +59,6 @@ def probe(payload: dict[str, Any]) -> dict[str, Any]:
     out["clone_process"] = _errno(lambda: os.posix_spawn("/bin/true", ["true"], {}))
     out["execve"] = _errno(lambda: os.execv("/bin/true", ["true"]))
     out["pidfd_open"] = _errno(lambda: os.close(os.pidfd_open(1)))
-    import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
 

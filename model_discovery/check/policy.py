@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from model_discovery.check import toolchain
-from model_discovery.check.sandbox import UNTRUSTED_FILENAME_PREFIX, SandboxViolation
+from model_discovery.check.channel import UNTRUSTED_FILENAME_PREFIX, SandboxViolation, send
 
 VIOLATIONS: list[str] = []
 
@@ -52,9 +52,7 @@ def violation(message: str) -> None:
     """Record a sandbox violation and raise :class:`SandboxViolation`."""
     msg = f"sandbox violation: {message}"
     VIOLATIONS.append(msg)
-    from model_discovery.check import _child
-
-    _child.send({"event": "violation", "error": msg})  # the parent records it now: nothing can take it back
+    send({"event": "violation", "error": msg})  # the parent records it now: nothing can take it back
     raise SandboxViolation(msg)
 
 

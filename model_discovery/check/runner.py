@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from model_discovery.check.report import CheckResult
 from model_discovery.check.sandbox import report
+from model_discovery.records import CheckResult
 
 # turns a check's exception into (one-line message without the check name, figures)
 Describe = Callable[[BaseException], tuple[str, dict[str, Any]]]

@@ -29,6 +29,7 @@ use ``torch.compile``) lets trusted code start a vetted compiler toolchain
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import shutil
@@ -38,20 +39,22 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any, Literal
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_discovery.check import isolation
+from model_discovery.check import isolation, policy
+from model_discovery.check.channel import UNTRUSTED_FILENAME_PREFIX, send
+from model_discovery.gau.compose import module_name
 
 # Import roots that design (untrusted) code may use. Trusted code may import anything.
 DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = (
     "torch", "math", "typing", "functools", "itertools", "collections", "dataclasses",
     "operator", "abc", "enum", "numbers", "__future__",
 )
-UNTRUSTED_FILENAME_PREFIX = "<untrusted:"
 _RESULT_CAP_BYTES = 32 * 1024 * 1024
 _STDERR_TAIL_CHARS = 2000
 
@@ -111,19 +114,13 @@ class SandboxOutcome(BaseModel):
     stderr_tail: str = ""
 
 
-class SandboxViolation(PermissionError):
-    """Raised inside the child when code does something the sandbox forbids."""
-
-
 # --------------------------------------------------------------------------------------------
 # child-side helpers usable by trusted targets
 
 
 def report(event: dict[str, Any]) -> None:
     """Send a progress event from inside the sandbox to the parent (no-op outside a sandbox)."""
-    from model_discovery.check import _child
-
-    _child.send({"event": "progress", **event})
+    send({"event": "progress", **event})
 
 
 def load_untrusted_module(source: str, name: str, allowed_imports: list[str] | tuple[str, ...]) -> Any:
@@ -136,19 +133,12 @@ def load_untrusted_module(source: str, name: str, allowed_imports: list[str] | t
     untrusted frames from trusted ones. Like :func:`~model_discovery.gau.compose.load_module`,
     the module is registered in ``sys.modules`` for ``torch.compile``. Call only inside the sandbox.
     """
-    import builtins
-    import types
-
-    from model_discovery.gau.compose import module_name
-
     allowed = frozenset(allowed_imports)
     real_import = builtins.__import__
 
     def guarded_import(mod: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
         root = mod.split(".")[0]
         if level != 0 or root not in allowed:
-            from model_discovery.check import policy
-
             policy.violation(f"import of {mod!r} is not allowed (allowed: {', '.join(sorted(allowed))})")
         return real_import(mod, globals, locals, fromlist, level)
 

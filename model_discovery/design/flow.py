@@ -21,20 +21,10 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from pydantic import ValidationError
 
-from model_discovery.agents.types import (
-    Coder,
-    Planner,
-    Proposal,
-    Proposer,
-    Review,
-    ReviewContext,
-    Reviewer,
-    UnitImplementation,
-    UnitPlan,
-)
-from model_discovery.gau.design import Design, UnitSpec
-from model_discovery.gau.scales import get_scale
+from model_discovery.agents.types import Coder, Planner, Proposer, Reviewer
 from model_discovery.design.state import DesignOutcome, FlowConfig, FlowState
+from model_discovery.gau.scales import get_scale
+from model_discovery.records import Design, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan, UnitSpec
 
 CheckFn = Callable[[Design, str], Any]
 

@@ -19,13 +19,11 @@ from sqlalchemy import ScalarResult, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from model_discovery.agents.types import Proposal, Review
-from model_discovery.evolution.records import (STATUSES, CheckRecord, DesignRecord, ProposalRecord,
-                                               ReviewRecord, UnitRecord, UnitUsage)
 from model_discovery.evolution.schema import CheckRow, DesignRow, EdgeRow, ProposalRow, ReviewRow, UnitRow
-from model_discovery.evolution.store import (DuplicateNameError, TreeError, TreeStore, UnknownDesignError,
-                                             _dt, _jsonable, _now, _pairs, source_hash)
-from model_discovery.gau.design import Design
+from model_discovery.evolution.store import (DuplicateNameError, TreeError, TreeStore, UnknownDesignError, _dt,
+                                             _jsonable, _now, _pairs, source_hash)
+from model_discovery.records import (STATUSES, CheckRecord, Design, DesignRecord, Proposal, ProposalRecord, Review,
+                                     ReviewRecord, UnitRecord, UnitUsage)
 
 
 def _dumps(obj: Any) -> str:

@@ -18,11 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from model_discovery.evolution.designs import Artefact, DesignsMixin
 from model_discovery.evolution.leases import LeasesMixin
 from model_discovery.evolution.results import ResultsMixin
-from model_discovery.evolution.schema import (SCHEMA_VERSION, BudgetRow, CheckRow, DesignRow, EdgeRow,
-                                              ProposalRow, ResultRow, ReviewRow)
+from model_discovery.evolution.schema import (SCHEMA_VERSION, BudgetRow, CheckRow, DesignRow, EdgeRow, ProposalRow,
+                                              ResultRow, ReviewRow)
 from model_discovery.evolution.store import TreeError, _pairs
-from model_discovery.gau.design import Design
-
+from model_discovery.records import Design
 
 #: what an exported design carries besides its row: (key, table, columns besides the JSON ``data``)
 _ARTEFACTS: tuple[tuple[str, type[Artefact], tuple[str, ...]], ...] = (

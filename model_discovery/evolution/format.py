@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from model_discovery.evolution.records import LeaderboardRow
 from model_discovery.evolution.tree import EvolutionTree
+from model_discovery.records import LeaderboardRow
 
 
 def _fit(r: LeaderboardRow) -> str:

@@ -14,9 +14,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from model_discovery.evolution.records import LeaseRecord
 from model_discovery.evolution.schema import BudgetRow, DesignRow, LeaseRow, ResultRow
 from model_discovery.evolution.store import TreeError, TreeStore, _dt, _now
+from model_discovery.records import LeaseRecord
 
 
 class LeasesMixin(TreeStore):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from model_discovery.evolution.records import EdgeRecord, Graph, GraphNode, Lineage
 from model_discovery.evolution.schema import DesignRow, EdgeRow, ResultRow
 from model_discovery.evolution.store import TreeStore, _pairs, _scale_rank
+from model_discovery.records import EdgeRecord, Graph, GraphNode, Lineage
 
 
 def _ends(up: bool) -> tuple[InstrumentedAttribute[int], InstrumentedAttribute[int]]:

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from model_discovery.evolution.records import LeaderboardRow, ResultRecord, TreeStats
 from model_discovery.evolution.schema import DesignRow, EdgeRow, LeaseRow, ResultRow, UnitRow
 from model_discovery.evolution.store import TreeError, TreeStore, _dt, _jsonable, _now, _scale_rank
+from model_discovery.records import LeaderboardRow, ResultRecord, TreeStats
 
 #: metrics where lower is better (used by :meth:`ResultsMixin.leaderboard` by default)
 LOWER_IS_BETTER = ("loss", "bpb", "bits_per_byte", "ppl", "perplexity", "seconds", "time")

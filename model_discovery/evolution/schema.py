@@ -2,13 +2,13 @@
 
 These classes never leave :mod:`model_discovery.evolution`: the public API of
 :class:`~model_discovery.evolution.tree.EvolutionTree` returns the pydantic records of
-:mod:`model_discovery.evolution.records`. Times are UNIX seconds (float) so that SQLite and
+:mod:`model_discovery.records.tree`. Times are UNIX seconds (float) so that SQLite and
 PostgreSQL compare them the same way.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import (Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint)
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA_VERSION = 1

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from model_discovery.evolution.schema import ADDED_COLUMNS, SCHEMA_VERSION, Base, DesignRow, MetaRow
-from model_discovery.gau.design import normalise_source
 from model_discovery.gau.scales import LADDER
+from model_discovery.records.design import normalise_source
 
 
 class TreeError(RuntimeError):

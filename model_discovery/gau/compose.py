@@ -18,8 +18,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from model_discovery.gau.design import Design, DesignError
-from model_discovery.gau.scales import ScaleConfig
+from model_discovery.records import Design, DesignError, ScaleConfig
 
 RUNTIME_SOURCE_PATH = Path(__file__).with_name("runtime.py")
 _RUNTIME_NAMES = {"GAUBase", "UnitContext", "DesignLM", "RMSNorm"}

@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
 
 from model_discovery.gau.compose import build_lm, compile_design
-from model_discovery.gau.design import Design, DesignError
-from model_discovery.gau.scales import ScaleConfig
+from model_discovery.gau.scales import get_scale
+from model_discovery.records import Design, DesignError, ScaleConfig
 
 MODEL_TYPE = "modis"
 DESIGN_MODULE = "gau_design"
@@ -146,8 +148,6 @@ def export_hf(design: Design, scale: ScaleConfig, out_dir: str | Path,
 
     Raises :class:`DesignError` naming the offending key when the weights do not fit the design.
     """
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights = _strip_prefix(state_dict) if state_dict is not None else None
@@ -184,12 +184,7 @@ def export_verified(design: Design, verify_dir: str | Path, out_dir: str | Path)
     plain tensors written by the trainer: never a pickle from the sandbox). Raises :class:`DesignError` naming the
     file when the folder is not a finished verification of ``design``.
     """
-    from tokenizers import Tokenizer
-
-    from model_discovery.gau.scales import get_scale
-
     folder = Path(verify_dir)
-    from safetensors.torch import load_file
 
     record_path, weights = folder / "verify_result.json", folder / "train" / "model.safetensors"
     try:

@@ -17,8 +17,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model_discovery.gau.design import ROLES, Design, DesignError, HParam, UnitSpec
 from model_discovery.errors import field_error
+from model_discovery.records import ROLES, Design, DesignError, UnitSpec
+from model_discovery.records.design import HParam, used_slots
 
 
 def library_root() -> Path:
@@ -89,7 +90,6 @@ def parse_unit_file(path: Path) -> CatalogueUnit:
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
     if cls is None:
         raise DesignError(f"{path}: defines no class named {name!r}")
-    from model_discovery.gau.design import used_slots
 
     doc = (ast.get_docstring(tree) or ast.get_docstring(cls) or "").strip()
     return CatalogueUnit(name=name, role=role, path=path, source=source, slots=used_slots(source),

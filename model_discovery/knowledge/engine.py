@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from model_discovery.gau.library import library_root
 from model_discovery.knowledge.library_index import LibraryIndex
 from model_discovery.knowledge.remote import ArxivSearch, JsonCache, SemanticScholarSearch
 from model_discovery.knowledge.types import ALL_SOURCES, KnowledgeConfig, Snippet
@@ -29,8 +30,6 @@ class KnowledgeEngine:
         if self._library is None:
             root = self.config.library_root
             if root is None:
-                from model_discovery.gau.library import library_root
-
                 root = library_root()
             self._library = LibraryIndex(root)
         return self._library

@@ -14,45 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from model_discovery.config import VerifyOptions
 from model_discovery.errors import one_line
-from model_discovery.gau.design import Design
-from model_discovery.verify import DataConfig, VerifyResult, verify_design
-
-
-class VerifyJob(BaseModel):
-    """One verification: train + evaluate ``design`` at rung ``scale``, results in ``out_dir``."""
-
-    model_config = ConfigDict(extra="forbid")
-    design: Design
-    scale: str
-    out_dir: str
-    options: VerifyOptions = Field(default_factory=VerifyOptions)
-
-    @property
-    def key(self) -> str:
-        return f"{self.design.name}@{self.scale}"
-
-    @classmethod
-    def for_pick(cls, design: Design, scale: str, seeds: int, first_seed: int, run_dir: str | Path,
-                 options: VerifyOptions) -> "VerifyJob":
-        """The job of one selector pick: a first verification in ``verify/<design>@<scale>``, or
-        replicate seeds (``first_seed`` > 0) in a ``seeds<a>-<b>`` folder inside it."""
-        out = Path(run_dir) / "verify" / f"{design.name}@{scale}"
-        if first_seed > 0:
-            out = out / f"seeds{first_seed}-{first_seed + seeds - 1}"
-            options = options.model_copy(update={"seed": first_seed, "replicates": seeds})
-        return cls(design=design, scale=scale, out_dir=str(out), options=options)
-
-
-class Placement(BaseModel):
-    """Where on this machine a job runs: its CPU thread budget and the GPUs it may see."""
-
-    model_config = ConfigDict(extra="forbid")
-    threads: int | None = Field(None, ge=1, description="torch/OMP threads of the training process; None: all")
-    cuda_visible_devices: str | None = Field(None, description="CUDA_VISIBLE_DEVICES of the training process")
+from model_discovery.records import DataConfig, Placement, VerifyJob, VerifyResult
+from model_discovery.verify import verify_design
 
 
 def execute_job(job: VerifyJob, placement: Placement | None = None) -> VerifyResult:

@@ -33,11 +33,11 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from model_discovery.config import ConfigFile
 from model_discovery.errors import one_line
-from model_discovery.runners.base import Runner, VerifyJob, as_result, failed_result
+from model_discovery.records import VerifyJob, VerifyResult
+from model_discovery.records.config_file import ConfigFile
+from model_discovery.runners.base import Runner, as_result, failed_result
 from model_discovery.runners.worker import RESULT_FILE, encode_job
-from model_discovery.verify import VerifyResult
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "etc" / "beaker"
 """Where the shipped templates live (``verify.yaml`` on GPUs, ``verify-cpu.yaml``)."""
@@ -131,20 +131,9 @@ def render_spec(config: BeakerJobConfig, job: VerifyJob) -> Any:
     Built with beaker-py's own spec classes and checked to survive its JSON round trip, so a
     spec that renders is one beaker-py can submit.
     """
-    from beaker import (
-        BeakerConstraints,
-        BeakerDataMount,
-        BeakerDataSource,
-        BeakerEnvVar,
-        BeakerExperimentSpec,
-        BeakerImageSource,
-        BeakerJobPriority,
-        BeakerResultSpec,
-        BeakerRetrySpec,
-        BeakerTaskContext,
-        BeakerTaskResources,
-        BeakerTaskSpec,
-    )
+    from beaker import (BeakerConstraints, BeakerDataMount, BeakerDataSource, BeakerEnvVar, BeakerExperimentSpec,
+                        BeakerImageSource, BeakerJobPriority, BeakerResultSpec, BeakerRetrySpec, BeakerTaskContext,
+                        BeakerTaskResources, BeakerTaskSpec)
 
     env = [BeakerEnvVar(name=k, value=v) for k, v in sorted(config.env.items())]
     env += [BeakerEnvVar(name=k, secret=v) for k, v in sorted(config.secrets.items())]

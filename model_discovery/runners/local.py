@@ -13,8 +13,8 @@ import os
 import queue
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from model_discovery.runners.base import Placement, Runner, VerifyJob, as_result, execute_job, failed_result
-from model_discovery.verify import VerifyResult
+from model_discovery.records import Placement, VerifyJob, VerifyResult
+from model_discovery.runners.base import Runner, as_result, execute_job, failed_result
 
 
 def machine_cores() -> int:

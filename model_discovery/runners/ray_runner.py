@@ -15,6 +15,7 @@ what the cluster's CPUs (GPUs when tasks reserve GPUs) hold.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -23,10 +24,10 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field
 
-from model_discovery.config import ConfigFile
 from model_discovery.errors import one_line
-from model_discovery.runners.base import Placement, Runner, VerifyJob, as_result, execute_job, failed_result, run_job
-from model_discovery.verify import VerifyResult
+from model_discovery.records import Placement, VerifyJob, VerifyResult
+from model_discovery.records.config_file import ConfigFile
+from model_discovery.runners.base import Runner, as_result, execute_job, failed_result, run_job
 
 ENV_PREFIX = "MODIS_RAY_"
 """Environment variables ``MODIS_RAY_<FIELD>`` (e.g. ``MODIS_RAY_NUM_GPUS=1``) set config fields."""
@@ -74,8 +75,6 @@ class RayRunnerConfig(ConfigFile):
     @classmethod
     def from_env(cls, **overrides: Any) -> "RayRunnerConfig":
         """Defaults, then ``MODIS_RAY_<FIELD>`` variables (JSON or plain text), then ``overrides``."""
-        import json
-
         data: dict[str, Any] = {}
         for name in cls.model_fields:
             raw = os.environ.get(ENV_PREFIX + name.upper())

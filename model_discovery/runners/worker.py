@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from model_discovery.errors import field_error, one_line
-from model_discovery.runners.base import VerifyJob, run_job
-from model_discovery.verify import VerifyResult
+from model_discovery.records import VerifyJob, VerifyResult
+from model_discovery.runners.base import run_job
 
 RESULT_FILE = "result.json"
 """Name of the result record a ``run`` worker writes into its result directory."""

@@ -26,7 +26,7 @@ from statistics import fmean
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_discovery.verify.result import VerifyResult
+from model_discovery.records import VerifyResult
 
 LOSS_METRIC = "local_ppl/bits_per_byte"
 SCORE_METRICS = ("acc_norm", "acc")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from model_discovery.evolution.tree import source_hash
-from model_discovery.gau.design import Design
+from model_discovery.records import Design
 
 
 def design_features(design: Design, operator: str = "") -> list[str]:

@@ -26,35 +26,18 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 
-from typing import NamedTuple
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from model_discovery.evolution import DesignRecord, EvolutionTree, ResultRecord
+from model_discovery.evolution import EvolutionTree
 from model_discovery.evolution.tree import source_hash
-from model_discovery.gau.design import Design
 from model_discovery.gau.scales import LADDER
+from model_discovery.records import Design, DesignRecord, ResultRecord, VerifyPick, VerifyResult
 from model_discovery.select.budget import Budget
 from model_discovery.select.fitness import FitnessConfig, FitnessError, fitness, informative_tasks, per_seed
 from model_discovery.select.policy import (Estimate, PolicyConfig, Surrogate, choose_parent, confirmed_best,
-                                           estimate, estimate_from_summary, promotions, recommend, replicate_candidates,
-                                           tournament)
+                                           estimate, estimate_from_summary, promotions, recommend,
+                                           replicate_candidates, tournament)
 from model_discovery.select.predictor import design_features
-from model_discovery.verify.result import VerifyResult
-
-
-class VerifyPick(NamedTuple):
-    """One verification to run: ``seeds`` training seeds of ``design`` at ``scale`` from ``first_seed``."""
-
-    design: str
-    scale: str
-    seeds: int = 1
-    first_seed: int = 0
-
-    @property
-    def replicate(self) -> bool:
-        """True when this adds seeds to a design already verified at the rung."""
-        return self.first_seed > 0
 
 
 class SelectorConfig(BaseModel):
@@ -93,11 +76,6 @@ def _jaccard_distance(a: frozenset[str], b: frozenset[str]) -> float:
     return 1.0 - (len(a & b) / len(union)) if union else 0.0
 
 
-def stored(res: ResultRecord) -> VerifyResult:
-    """The verification result a tree row holds."""
-    return VerifyResult.model_validate(res.record)
-
-
 class Selector:
     """Evolutionary selector: Thompson parents, tournament partners, successive halving up the ladder."""
 
@@ -114,7 +92,7 @@ class Selector:
     # -- fitness ----------------------------------------------------------------------------
     def counted_tasks(self, tree: EvolutionTree, scale: str) -> set[str]:
         """Eval tasks that enter fitness at ``scale``: some design there beats chance clearly."""
-        return informative_tasks([stored(r) for r in tree.results(scale=scale) if r.status == "ok"],
+        return informative_tasks([r.result for r in tree.results(scale=scale) if r.status == "ok"],
                                  self.config.fitness)
 
     def score(self, result: VerifyResult, baseline: VerifyResult | None, counted: set[str] | None = None) -> Estimate:
@@ -137,8 +115,8 @@ class Selector:
                 tree.release(name, scale)
                 return old
             return tree.add_result(name, scale, result, None, result.status)
-        if old is not None and stored(old).seeds().isdisjoint(result.seeds()):
-            result = stored(old).merged(result)
+        if old is not None and old.result.seeds().isdisjoint(result.seeds()):
+            result = old.result.merged(result)
         tree.add_result(name, scale, result, None, "ok", seeds=len(result.seeds()))
         self.rescore(tree, scale)
         return next(r for r in tree.results(name, scale))
@@ -146,12 +124,12 @@ class Selector:
     def rescore(self, tree: EvolutionTree, scale: str) -> int:
         """Recompute every fitness at ``scale`` (baseline and counted tasks may have changed)."""
         results = [r for r in tree.results(scale=scale) if r.status == "ok"]
-        base = next((stored(r) for r in results if r.design == self.config.baseline), None)
-        counted = informative_tasks([stored(r) for r in results], self.config.fitness)
+        base = next((r.result for r in results if r.design == self.config.baseline), None)
+        counted = informative_tasks([r.result for r in results], self.config.fitness)
         changed = 0
         for res in results:
             try:
-                est: Estimate | None = self.score(stored(res), base, counted)
+                est: Estimate | None = self.score(res.result, base, counted)
             except FitnessError:
                 est = None
             fit, se = (est.mean, est.se) if est is not None else (None, None)

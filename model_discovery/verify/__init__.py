@@ -9,11 +9,11 @@ Public API::
     verify_command(ref, scale, out_dir) -> int        (``modis verify``)
 """
 
-from model_discovery.train.corpus import DataConfig, DataError, TokenData, corpus_documents, load_token_data
-from model_discovery.train.loop import TrainConfig, TrainingError, TrainResult, train
+from model_discovery.records import DataConfig, Replicate, TrainConfig, TrainResult, VerifyResult
+from model_discovery.train.corpus import DataError, TokenData, corpus_documents, load_token_data
+from model_discovery.train.loop import TrainingError, train
 from model_discovery.train.tokenizer import TokenizerError, train_bpe
 from model_discovery.verify.engine import sandbox_entry, verify_command, verify_design
-from model_discovery.verify.result import Replicate, VerifyResult
 
 __all__ = ["DataConfig", "DataError", "TokenData", "corpus_documents", "load_token_data", "TrainConfig",
            "TrainResult", "TrainingError", "train", "Replicate", "VerifyResult", "verify_design", "verify_command",

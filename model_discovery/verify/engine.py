@@ -15,18 +15,33 @@ import importlib
 import importlib.util
 import logging
 import os
+import secrets
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+import torch
+
+from model_discovery.check import sandbox
+from model_discovery.check.causality import CausalityLeak, test_causality
+from model_discovery.check.graph import export_lm, load_graph_lm
+from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits, load_untrusted_module
 from model_discovery.errors import one_line
-from model_discovery.gau.design import Design, DesignError
-from model_discovery.gau.scales import ScaleConfig, get_scale
-from model_discovery.train.corpus import DataConfig, TokenData, cache_root, corpus_documents, load_token_data
-from model_discovery.train.loop import TrainConfig, TrainResult, peak_memory_bytes, train
-from model_discovery.verify.result import Replicate, VerifyResult, over_seeds
+from model_discovery.gau.compose import compile_design, load_module
+from model_discovery.gau.library import load_design
+from model_discovery.gau.scales import get_scale
+from model_discovery.records import (CheckConfig, DataConfig, Design, DesignError, Replicate, ScaleConfig,
+                                     TrainConfig, TrainResult, VerifyResult, over_seeds)
+from model_discovery.train.corpus import TokenData, cache_root, corpus_documents, load_token_data
+from model_discovery.train.loop import peak_memory_bytes, train
+from model_discovery.verify.evaluation import evaluate
+from model_discovery.verify.probes import PROBE_SCALE, PROBE_VOCAB, PROBES, ProbeConfig, init_seed, run_probes
+from model_discovery.verify.tracking import log_verification
 
 log = logging.getLogger(__name__)
 SANDBOX_TARGET = "model_discovery.verify.engine:sandbox_entry"
@@ -55,11 +70,6 @@ def export_entry(payload: dict[str, Any]) -> dict[str, Any]:
     ``short_len`` (the random shorter length traced for the causality test), ``probes``,
     ``allowed_imports`` and ``graph_dir``. Returns the traced shapes.
     """
-    import torch
-
-    from model_discovery.check.graph import export_lm
-    from model_discovery.gau.compose import compile_design, load_module
-    from model_discovery.verify.probes import PROBE_SCALE, PROBE_VOCAB, PROBES, ProbeConfig, init_seed
 
     design = Design.model_validate_json(payload["design"])
     scale = ScaleConfig.model_validate(payload["scale"])
@@ -68,8 +78,6 @@ def export_entry(payload: dict[str, Any]) -> dict[str, Any]:
     if allowed is None:  # trusted in-process path (tests on library seeds)
         module = load_module(compile_design(design), name=name)
     else:
-        from model_discovery.check.sandbox import load_untrusted_module
-
         module = load_untrusted_module(compile_design(design), name, allowed)
     graph_dir = Path(payload["graph_dir"])
     T, micro = scale.context_len, int(payload["micro_batch"])
@@ -102,9 +110,6 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
     ``train`` (TrainResult dict), ``causality`` (figures), ``eval_metrics``, ``probe_scores`` and
     ``warnings``; or ``failure`` (``kind``, ``error``) when the trained graph is not causal.
     """
-    from model_discovery.check.causality import CausalityLeak, test_causality
-    from model_discovery.check.graph import load_graph_lm
-    from model_discovery.check.report import CheckConfig
     scale = ScaleConfig.model_validate(payload["scale"])
     data = TokenData.open(payload["data_dir"])
     out_dir = Path(payload["out_dir"])
@@ -119,7 +124,6 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
         return test_causality(lm, seed=causal_seed, tol_fp32=tolerances.causality_tol_fp32,
                               tol_fp64=tolerances.causality_tol_fp64)
 
-    import torch
 
     torch.manual_seed(seed)
     model = load_graph_lm(graph_dir / "lm")
@@ -135,8 +139,6 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
     eval_metrics: dict[str, float] = {}
     if payload.get("eval", True):
         try:
-            from model_discovery.verify.evaluation import evaluate
-
             config_data = DataConfig.model_validate(payload.get("data_config") or {})
             docs = corpus_documents("test", config_data, payload.get("cache_dir"))
             model.eval()
@@ -147,8 +149,6 @@ def sandbox_entry(payload: dict[str, Any]) -> dict[str, Any]:
     probe_scores: dict[str, float] = {}
     if payload.get("probes", True) and (graph_dir / "probe").exists():
         try:
-            from model_discovery.verify.probes import run_probes
-
             # probes train at their own tiny rung: a property of the design, not of this rung
             probe_scores = _floats(run_probes(lambda name: load_graph_lm(graph_dir / "probe", weight_set=name),
                                               after_training=causal))
@@ -170,8 +170,6 @@ def _floats(scores: Any) -> dict[str, float]:
 # -- executors ---------------------------------------------------------------------------------
 def _graph_payload(payload: dict[str, Any], graph_dir: Path) -> dict[str, Any]:
     """Add what the export needs: the vocabulary, micro-batch and random shorter length."""
-    import secrets
-
     scale = ScaleConfig.model_validate(payload["scale"])
     vocab = max(scale.vocab_size, TokenData.open(payload["data_dir"]).vocab_size)
     overrides = {k: v for k, v in dict(payload.get("train") or {}).items() if k != "train_tokens"}
@@ -194,11 +192,6 @@ def _execute_sandboxed(payload: dict[str, Any], out_dir: Path, limits: Any = Non
                        ) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
     """Export in the design's sandbox (writes only a fresh graph dir), then train and evaluate the
     graph in the judge's sandbox (writes only ``out_dir``)."""
-    import shutil
-    import tempfile
-
-    from model_discovery.check import sandbox
-
     if limits is None:
         limits = sandbox_limits(payload, out_dir)
     graph_dir = Path(tempfile.mkdtemp(prefix="modis-verify-graph-"))
@@ -231,10 +224,6 @@ def sandbox_limits(payload: dict[str, Any], out_dir: Path, threads: int | None =
     machine's), half its memory, ``env`` added to the child's environment (e.g. its
     ``CUDA_VISIBLE_DEVICES``), and a wall-clock limit of ``payload["time_limit_s"]`` (default
     15 min on CPU rungs, 48 h on GPU rungs). The compiled design module may also import ``json``."""
-    import psutil
-
-    from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits
-
     scale = ScaleConfig.model_validate(payload["scale"])
     device = str((payload.get("train") or {}).get("device", scale.device))
     cpu_only = device == "cpu" or (device == "auto" and not _cuda_available())
@@ -252,27 +241,12 @@ def sandbox_limits(payload: dict[str, Any], out_dir: Path, threads: int | None =
 
 
 def _cuda_available() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:  # noqa: BLE001 - no torch, no CUDA
-        return False
+    return bool(torch.cuda.is_available())
 
 
 def sandbox_warmup(threads: int = 1) -> None:
     """Import what :func:`sandbox_entry` needs before the sandbox locks down; use ``threads``."""
-    import numpy  # noqa: F401
-    import tokenizers  # noqa: F401
-    import torch  # noqa: F401
-    import tqdm.auto  # noqa: F401
-
-    from model_discovery.gau import compose  # noqa: F401
-
     torch.set_num_threads(max(1, int(threads)))
-    import model_discovery.verify.evaluation  # noqa: F401
-    import model_discovery.verify.probes  # noqa: F401
-
     for name in _EVAL_IMPORTS:  # third-party modules lm-eval may import; some may be absent
         try:
             _optional_module(name)
@@ -303,11 +277,6 @@ def _quiet_lm_eval() -> None:
 def _execute_in_process(payload: dict[str, Any], out_dir: Path
                         ) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
     """Export and judge in this process: trusted seeds in tests only (the same two steps)."""
-    import shutil
-    import tempfile
-
-    import torch
-
     t0 = time.perf_counter()
     graph_dir = Path(tempfile.mkdtemp(prefix="modis-verify-graph-"))
     try:
@@ -407,8 +376,6 @@ def _record(base: dict[str, Any], runs: list[tuple[int, Path, dict[str, Any]]], 
 
 def _finish(record: VerifyResult, out: Path, wandb: bool) -> VerifyResult:
     if wandb:
-        from model_discovery.verify.tracking import log_verification
-
         record.wandb_dir = log_verification(record, out)
     record.save(out)
     return record
@@ -418,8 +385,6 @@ def verify_command(ref: str, scale: str, out_dir: str, *, eval: bool = True, pro
                    wandb: bool = True, train_overrides: dict[str, Any] | None = None, replicates: int = 1) -> int:
     """``modis verify DESIGN --scale S --out DIR``: verify a seed name or design JSON, print a
     summary; returns 0 when the design trained, 1 when it failed, 2 on a bad argument."""
-    from model_discovery.gau.library import load_design
-
     try:
         design = load_design(ref)
         rung = get_scale(scale)

@@ -34,9 +34,8 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_discovery.gau.compose import build_lm
-from model_discovery.gau.design import Design
-from model_discovery.gau.scales import ScaleConfig
-from model_discovery.train.loop import TrainConfig, Trainer, fit
+from model_discovery.records import Design, ScaleConfig, TrainConfig
+from model_discovery.train.loop import Trainer, fit
 
 IGNORE = -100  # targets the loss does not score (cross-entropy's ignore index)
 # Probe vocabulary layout (64 ids).

@@ -7,10 +7,9 @@ import time
 import pytest
 
 from model_discovery.agents.llm import AnthropicChat, LLMError, OpenAIChat, make_backend, retry_after_seconds
-from model_discovery.agents.structured import (ProposalDraft, StructuredOutputError, ask_structured,
-                                               extract_json)
-from model_discovery.agents.types import Review
+from model_discovery.agents.structured import ProposalDraft, StructuredOutputError, ask_structured, extract_json
 from model_discovery.agents.usage import UsageLedger
+from model_discovery.records import Review
 from tests.agents import scripted_answers as A
 from tests.agents.fake_llm_server import FakeLLMServer, Reply, spec_for
 

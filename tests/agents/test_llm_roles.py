@@ -9,13 +9,12 @@ from model_discovery.agents.llm import make_backend
 from model_discovery.agents.roles import (LLMCoder, LLMObserver, LLMPlanner, LLMProposer, LLMReviewer,
                                           static_unit_problems)
 from model_discovery.agents.spec import AgentSpecError, load_agent_specs
-from model_discovery.agents.types import (Coder, Observer, Planner, Proposal, Proposer, Review, ReviewContext,
-                                          Reviewer, UnitImplementation, UnitPlan)
+from model_discovery.agents.types import Coder, Observer, Planner, Proposer, Reviewer
 from model_discovery.agents.usage import UsageLedger
 from model_discovery.gau import get_scale, load_seed
 from model_discovery.gau.compose import build_lm
-from model_discovery.gau.design import Design, UnitSpec
 from model_discovery.knowledge import KnowledgeConfig, KnowledgeEngine
+from model_discovery.records import Design, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan, UnitSpec
 from tests.agents import scripted_answers as A
 from tests.agents.fake_llm_server import FakeLLMServer, Reply, spec_for
 

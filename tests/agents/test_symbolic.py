@@ -10,20 +10,13 @@ import random
 import pytest
 import torch
 
-from model_discovery.agents.symbolic import (
-    OPERATORS,
-    NotApplicable,
-    SymbolicCoder,
-    SymbolicConfig,
-    SymbolicProposer,
-    SymbolicReviewer,
-    novelty,
-)
+from model_discovery.agents.symbolic import (OPERATORS, NotApplicable, SymbolicCoder, SymbolicConfig,
+                                             SymbolicProposer, SymbolicReviewer, novelty)
 from model_discovery.agents.symbolic.draft import Draft, design_problems
 from model_discovery.agents.symbolic.params import is_trusted, meta_count, static_count
 from model_discovery.agents.symbolic.source import canonical_source, rename_unit_source
-from model_discovery.agents.types import Proposal, ReviewContext, UnitPlan
 from model_discovery.gau import Design, build_lm, compile_design, get_scale, list_seeds, load_seed
+from model_discovery.records import Proposal, ReviewContext, UnitPlan
 
 MICRO = get_scale("micro")
 SEEDS = list_seeds()

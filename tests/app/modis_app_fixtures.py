@@ -13,14 +13,11 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from model_discovery.agents.types import Proposal, Review
 from model_discovery.app.common import RUN_DIR_KEY
-from model_discovery.check.report import CheckReport, CheckResult
 from model_discovery.config import SystemConfig
 from model_discovery.evolution import EvolutionTree
 from model_discovery.gau import Design, catalogue, list_seeds, load_seed
-from model_discovery.verify.result import VerifyResult
-from model_discovery.train.loop import TrainResult
+from model_discovery.records import CheckReport, CheckResult, Proposal, Review, TrainResult, VerifyResult
 
 APP_DIR = Path(__file__).resolve().parents[2] / "model_discovery" / "app"
 MAIN = APP_DIR / "main.py"

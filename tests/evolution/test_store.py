@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from model_discovery.agents.types import Proposal, Review
-from model_discovery.evolution import (DuplicateNameError, EvolutionTree, TreeError,
-                                       UnknownDesignError, source_hash)
+from model_discovery.evolution import DuplicateNameError, EvolutionTree, TreeError, UnknownDesignError, source_hash
 from model_discovery.gau import Design
+from model_discovery.records import Proposal, Review
 
 
 def _proposal(parents: list[str], refs: list[str] = ()) -> Proposal:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model_discovery.gau import catalogue
-from model_discovery.gau.design import ROLES
+from model_discovery.records import ROLES
 
 ALLOWED_IMPORT_ROOTS = {"torch", "math", "typing", "functools", "__future__"}
 UNITS = sorted(catalogue())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from model_discovery.config import VerifyOptions
+from model_discovery.records import VerifyOptions
 
 TINY = VerifyOptions(eval=False, probes=False, wandb=False, train_tokens=4096)
 """A real but tiny verification: two optimizer steps on the micro rung, no eval/probes/wandb."""

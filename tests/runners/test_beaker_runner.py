@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from model_discovery.config import ConfigError, VerifyOptions
+from model_discovery.config import ConfigError
 from model_discovery.gau import load_seed
+from model_discovery.records import VerifyOptions
 from model_discovery.runners import VerifyJob, make_runner
 from model_discovery.runners.worker import RESULT_FILE, decode_job
 from model_discovery.verify import VerifyResult
@@ -28,8 +29,13 @@ from model_discovery.verify import VerifyResult
 beaker = pytest.importorskip("beaker")
 from beaker import beaker_pb2 as pb2  # noqa: E402
 
-from model_discovery.runners.beaker_runner import (TEMPLATE_DIR, BeakerJobConfig, BeakerRunner,  # noqa: E402
-                                                    experiment_name, render_spec)
+from model_discovery.runners.beaker_runner import (  # noqa: E402
+    TEMPLATE_DIR,
+    BeakerJobConfig,
+    BeakerRunner,
+    experiment_name,
+    render_spec,
+)
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 JOB_PLACEHOLDER = "<job: base64 gzipped VerifyJob JSON>"

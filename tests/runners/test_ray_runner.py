@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from model_discovery.config import ConfigError, VerifyOptions
+from model_discovery.config import ConfigError
 from model_discovery.gau import load_seed
-from model_discovery.runners import Placement, VerifyJob, execute_job, make_runner
+from model_discovery.records import Placement, VerifyOptions
+from model_discovery.runners import VerifyJob, execute_job, make_runner
 from model_discovery.verify import VerifyResult
 
 pytest.importorskip("ray")

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from model_discovery.config import VerifyOptions
 from model_discovery.gau import load_seed
-from model_discovery.runners import VerifyJob
-from model_discovery.runners import failed_result
+from model_discovery.records import VerifyOptions
+from model_discovery.runners import VerifyJob, failed_result
 from model_discovery.runners.base import run_job
 from model_discovery.runners.worker import decode_job, encode_job, main, one_line, run_to_dir
 from model_discovery.verify import VerifyResult

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from model_discovery.config import SystemConfig, VerifyOptions
+from model_discovery.config import SystemConfig
 from model_discovery.gau import load_seed
+from model_discovery.records import VerifyOptions
 from model_discovery.system import BuildSystem
 
 TINY = VerifyOptions(eval=False, probes=False, wandb=False, train_tokens=4096)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from model_discovery.config import SystemConfig, VerifyOptions
+from model_discovery.config import SystemConfig
 from model_discovery.gau import load_seed
+from model_discovery.records import VerifyOptions
 from model_discovery.system import BuildSystem
 
 

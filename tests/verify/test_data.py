@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_discovery.train.corpus import (SPLITS, DataConfig, DataError, TokenData, corpus_documents,
-                                         load_token_data, stdlib_files)
+from model_discovery.records import DataConfig
+from model_discovery.train.corpus import SPLITS, DataError, TokenData, corpus_documents, load_token_data, stdlib_files
 from model_discovery.train.tokenizer import EOT_TOKEN, TokenizerError, train_bpe
 
 SMALL = DataConfig(max_bytes=300_000)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from model_discovery.gau import Design, ScaleConfig, UnitSpec, load_seed
-from model_discovery.train.corpus import DataConfig
+from model_discovery.records import DataConfig, VerifyResult
+from model_discovery.records.result import RESULT_NAME
 from model_discovery.verify.engine import _execute_in_process, _verify, sandbox_limits, verify_command, verify_design
-from model_discovery.verify.result import RESULT_NAME, VerifyResult
 
 TINY = ScaleConfig(name="tiny", d_model=32, n_block=1, context_len=32, vocab_size=512, train_tokens=4096,
                    batch_size=8, lr=1e-2, device="cpu")

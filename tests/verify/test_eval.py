@@ -14,10 +14,10 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.registry import get_model
 
 from model_discovery.gau import build_lm, load_seed
-from model_discovery.gau.scales import ScaleConfig
+from model_discovery.records import ScaleConfig
+from model_discovery.train.tokenizer import train_bpe
 from model_discovery.verify.evaluation import (EvalConfig, EvalError, LocalTaskConfig, ModisLM, evaluate,
                                                flatten_results, score_windows, write_local_tasks)
-from model_discovery.train.tokenizer import train_bpe
 
 TINY = ScaleConfig(name="micro", d_model=32, n_block=1, context_len=32, vocab_size=300)
 

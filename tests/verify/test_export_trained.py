@@ -9,8 +9,8 @@ import torch
 
 from model_discovery.gau import DesignError, get_scale, load_seed
 from model_discovery.gau.hf_export import export_verified
+from model_discovery.records import DataConfig
 from model_discovery.verify import verify_design
-from model_discovery.train.corpus import DataConfig
 
 
 def test_trained_weights_and_tokenizer_export(tmp_path: Path) -> None:

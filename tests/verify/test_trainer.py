@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from model_discovery.gau import ScaleConfig, build_lm, load_seed
-from model_discovery.train.corpus import DataConfig, TokenData, load_token_data
-from model_discovery.train.loop import (CHECKPOINT_NAME, TrainConfig, TrainingError, lr_at, make_optimizer,
-                                            train)
+from model_discovery.records import DataConfig, TrainConfig
+from model_discovery.train.corpus import TokenData, load_token_data
+from model_discovery.train.loop import CHECKPOINT_NAME, TrainingError, lr_at, make_optimizer, train
 
 TINY = ScaleConfig(name="tiny", d_model=32, n_block=1, context_len=32, vocab_size=512, train_tokens=20_000,
                    batch_size=8, lr=1e-2, device="cpu")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from model_discovery.gau.design import Design, UnitSpec, used_slots
-from model_discovery.gau.library import catalogue
-from model_discovery.agents.types import Proposal, UnitImplementation, UnitPlan
-
 from model_discovery.agents.symbolic.draft import catalogue_hparams
 from model_discovery.agents.symbolic.hparams import hparams_valid, snap_value
 from model_discovery.agents.symbolic.source import base_name, defined_names, rename_unit_source, source_key
+from model_discovery.gau.library import catalogue
+from model_discovery.records import Design, Proposal, UnitImplementation, UnitPlan, UnitSpec
+from model_discovery.records.design import used_slots
 
 
 class SymbolicCoder:

@@ -12,17 +12,12 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from model_discovery.agents.symbolic.source import (defined_names, fresh_name, rename_unit_source,
+                                                    slot_roles_declared, source_key)
 from model_discovery.gau.compose import _RUNTIME_NAMES, compile_design
-from model_discovery.gau.design import Design, DesignError, UnitSpec, used_slots, walk_units
 from model_discovery.gau.library import CatalogueUnit, catalogue, list_seeds, load_seed
-
-from model_discovery.agents.symbolic.source import (
-    defined_names,
-    fresh_name,
-    rename_unit_source,
-    slot_roles_declared,
-    source_key,
-)
+from model_discovery.records import Design, DesignError, UnitSpec
+from model_discovery.records.design import used_slots, walk_units
 
 ROOT = "<root>"
 """Pseudo parent of the root slot in :meth:`Draft.slot_refs`."""

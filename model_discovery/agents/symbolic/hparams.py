@@ -12,7 +12,7 @@ import random
 import re
 from typing import Literal
 
-from model_discovery.gau.design import HParam
+from model_discovery.records.design import HParam
 
 #: The greatest common divisor of every rung's ``d_model``.
 D_MODEL_QUANTUM = 64

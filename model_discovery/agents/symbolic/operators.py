@@ -12,18 +12,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from model_discovery.gau.design import Design
-from model_discovery.gau.library import CatalogueUnit, catalogue
-
-from model_discovery.agents.symbolic.draft import (
-    ROOT,
-    Draft,
-    catalogue_slot_roles,
-    is_wrapper,
-    spec_key,
-)
+from model_discovery.agents.symbolic.draft import ROOT, Draft, catalogue_slot_roles, is_wrapper, spec_key
 from model_discovery.agents.symbolic.hparams import hparams_valid, mutate_value
 from model_discovery.agents.symbolic.source import init_defaults, source_key, string_choices
+from model_discovery.gau.library import CatalogueUnit, catalogue
+from model_discovery.records import Design
 
 OPERATORS: tuple[str, ...] = ("swap", "hparam", "insert", "remove", "interleave", "crossover")
 INTERLEAVE_UNIT = "InterleaveBlock"

@@ -19,13 +19,14 @@ import math
 import operator
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict
-
-from model_discovery.gau.design import Design
-from model_discovery.gau.scales import ScaleConfig
 
 from model_discovery.agents.symbolic.draft import catalogue_keys
 from model_discovery.agents.symbolic.source import init_defaults, source_key
+from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits, load_untrusted_module, run_sandboxed
+from model_discovery.gau.compose import compile_design, load_module
+from model_discovery.records import Design, ScaleConfig
 
 Method = Literal["meta", "sandbox", "static"]
 SANDBOX_TARGET = "model_discovery.agents.symbolic.params:sandbox_count"
@@ -57,47 +58,25 @@ def count_params(design: Design, scale: ScaleConfig, meta_build: bool = True) ->
             note = f"meta build failed: {type(exc).__name__}: {exc}"
             return ParamEstimate(n_params=static_count(design, scale), method="static", exact=False, note=note)
     if meta_build:
-        try:
-            from model_discovery.check.sandbox import SandboxLimits, run_sandboxed
-        except ImportError:
-            run_sandboxed = None  # type: ignore[assignment]
-        if run_sandboxed is not None:
-            payload = {"design": design.model_dump(mode="json"), "scale": scale.model_dump(mode="json")}
-            outcome = run_sandboxed(SANDBOX_TARGET, payload, SandboxLimits(wall_time_s=60.0))
-            if outcome.ok and outcome.result and "n_params" in outcome.result:
-                return ParamEstimate(n_params=int(outcome.result["n_params"]), method="sandbox", exact=True)
-            note = f"sandboxed build failed: {outcome.kind}: {outcome.error}"
-            return ParamEstimate(n_params=static_count(design, scale), method="static", exact=False, note=note)
+        payload = {"design": design.model_dump(mode="json"), "scale": scale.model_dump(mode="json")}
+        outcome = run_sandboxed(SANDBOX_TARGET, payload, SandboxLimits(wall_time_s=60.0))
+        if outcome.ok and outcome.result and "n_params" in outcome.result:
+            return ParamEstimate(n_params=int(outcome.result["n_params"]), method="sandbox", exact=True)
+        note = f"sandboxed build failed: {outcome.kind}: {outcome.error}"
+        return ParamEstimate(n_params=static_count(design, scale), method="static", exact=False, note=note)
     return ParamEstimate(n_params=static_count(design, scale), method="static", exact=False)
 
 
 def meta_count(design: Design, scale: ScaleConfig) -> int:
     """Build ``design`` on the meta device in this process (trusted designs only) and count."""
-    import torch
-
-    from model_discovery.gau.compose import compile_design, load_module
-
     module = load_module(compile_design(design), name=f"gau_meta_{design.name.replace('-', '_')}")
     with torch.device("meta"):
         lm = module.build_lm(scale.d_model, scale.n_block, scale.vocab_size, scale.context_len)
     return int(lm.num_params(non_embedding=True))
 
 
-def sandbox_warmup(threads: int = 1) -> None:
-    """Import what :func:`sandbox_count` needs before the sandbox locks imports down."""
-    import torch  # noqa: F401
-
-    from model_discovery.check import sandbox  # noqa: F401
-    from model_discovery.gau import compose  # noqa: F401
-
-
 def sandbox_count(payload: dict[str, Any]) -> dict[str, Any]:
     """Sandbox target: build the payload's design on the meta device and count parameters."""
-    import torch
-
-    from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, load_untrusted_module
-    from model_discovery.gau.compose import compile_design
-
     design = Design.model_validate(payload["design"])
     scale = ScaleConfig.model_validate(payload["scale"])
     module = load_untrusted_module(compile_design(design), "gau_meta_count",

@@ -5,13 +5,11 @@ from __future__ import annotations
 import random
 import re
 
-from model_discovery.gau.design import Design
-from model_discovery.agents.types import Proposal, Review, UnitPlan
-
 from model_discovery.agents.symbolic.config import SymbolicConfig
 from model_discovery.agents.symbolic.draft import design_problems, spec_key
 from model_discovery.agents.symbolic.hparams import hparams_valid
 from model_discovery.agents.symbolic.operators import OPERATORS, REGISTRY, Edit, NotApplicable
+from model_discovery.records import Design, Proposal, Review, UnitPlan
 
 _OP_SUFFIX = re.compile(r"-(?:" + "|".join(OPERATORS) + r")-[0-9a-f]{6,}.*$")
 

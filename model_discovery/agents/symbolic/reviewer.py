@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from model_discovery.gau.design import Design
-from model_discovery.agents.types import Proposal, Review, ReviewContext
-
 from model_discovery.agents.symbolic.config import SymbolicConfig
 from model_discovery.agents.symbolic.params import ParamEstimate, count_params
 from model_discovery.agents.symbolic.source import base_name
+from model_discovery.records import Design, Proposal, Review, ReviewContext
 
 _HPARAM_WEIGHT = 0.5
 

@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 
 from model_discovery.gau.compose import strip_internal_imports, top_level_names
-from model_discovery.gau.design import HParam, normalise_source
+from model_discovery.records.design import HParam, normalise_source
 
 #: Module-level metadata constant a combinator unit may define to declare its slots' roles.
 SLOT_ROLES_NAME = "SLOT_ROLES"

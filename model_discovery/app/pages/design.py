@@ -6,8 +6,8 @@ import plotly.express as px
 import streamlit as st
 
 from model_discovery.app import common, tables
-from model_discovery.gau.design import DesignError
 from model_discovery.gau.library import seed_notes
+from model_discovery.records import DesignError
 
 PICK = "design_pick"
 

@@ -30,12 +30,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tokenizers import Tokenizer
 
-from model_discovery.gau.scales import ScaleConfig
+from model_discovery.errors import one_line
+from model_discovery.records import ScaleConfig
 from model_discovery.train.corpus import DataError, corpus_documents
 from model_discovery.verify.evaluation.adapter import ModisLM
 from model_discovery.verify.evaluation.local_tasks import (DEFAULT_LOCAL_TASKS, LOCAL_TASKS, LocalTaskConfig,
-                                                          write_local_tasks)
-from model_discovery.errors import one_line
+                                                           write_local_tasks)
 
 log = logging.getLogger("model_discovery.verify.evaluation")
 

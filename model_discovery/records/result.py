@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_discovery.train.loop import TrainResult
+from model_discovery.records.train import TrainResult
+from model_discovery.safe_io import write_text
 
 RESULT_NAME = "verify_result.json"
 
@@ -99,8 +100,6 @@ class VerifyResult(BaseModel):
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``<out_dir>/verify_result.json`` atomically, never through a symlink; returns the path."""
-        from model_discovery.safe_io import write_text
-
         return write_text(Path(out_dir) / RESULT_NAME, self.model_dump_json(indent=2))
 
     @classmethod

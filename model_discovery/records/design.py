@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from model_discovery.errors import one_line
 
 Role = Literal["block", "mixer", "channel_mixer", "norm", "positional", "other"]
@@ -36,10 +37,6 @@ class UnitSpec(BaseModel):
     children: dict[str, str] = Field(default_factory=dict, description="slot -> unit name")
     hparams: dict[str, HParam] = Field(default_factory=dict)
     doc: str = ""
-
-    def slots_used(self) -> list[str]:
-        """Slot names passed as literals to ``build_child`` in the source (in order of use)."""
-        return used_slots(self.source)
 
 
 class Design(BaseModel):

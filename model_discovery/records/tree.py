@@ -1,4 +1,4 @@
-"""Pydantic records returned by :class:`~model_discovery.evolution.tree.EvolutionTree`.
+"""Records of the evolution tree, returned by :class:`~model_discovery.evolution.tree.EvolutionTree`.
 
 Every query returns these plain, JSON-serialisable objects; ORM rows stay inside the store.
 """
@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_discovery.agents.types import Proposal, Review
-from model_discovery.gau.design import Design
+from model_discovery.records.design import Design
+from model_discovery.records.proposal import Proposal, Review
+from model_discovery.records.result import VerifyResult
 
 STATUSES: tuple[str, ...] = ("proposed", "checked", "failed", "verified")
 EdgeKind = Literal["parent", "reference"]
@@ -101,6 +102,11 @@ class ResultRecord(_Record):
     created_at: datetime
     fitness_se: float | None = Field(None, description="standard error of the fitness (seeds and noise model)")
     seeds: int = Field(1, description="training seeds behind the fitness")
+
+    @property
+    def result(self) -> VerifyResult:
+        """The verification result this row holds (parsed from ``record``)."""
+        return VerifyResult.model_validate(self.record)
 
 
 class LeaseRecord(_Record):
