@@ -24,6 +24,8 @@ class SystemConfig(ConfigFile):
     model_config = ConfigDict(extra="forbid")
     run_dir: Path = Path("runs/default")
     tree_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in run_dir")
+    cache_dir: Path | None = Field(None, description="built corpora, tokenizers and check reference figures; "
+                                   "None: $MODIS_CACHE, else ~/.cache/model_discovery")
     agent_spec_dir: Path | None = Field(None, description="agent specs; None: symbolic agents")
     seeds: list[str] | None = Field(None, description="seed designs to start from; None: all")
     steps: int = Field(4, ge=0, description="design steps per request")

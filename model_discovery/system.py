@@ -28,7 +28,8 @@ from model_discovery.evolution import EvolutionTree
 from model_discovery.evolution.format import format_leaderboard
 from model_discovery.gau.library import list_seeds, load_seed
 from model_discovery.knowledge import KnowledgeConfig, KnowledgeEngine
-from model_discovery.records import LeaderboardRow, ResultRecord, VerifyJob, VerifyPick, VerifyResult
+from model_discovery.records import (CheckReport, Design, LeaderboardRow, ResultRecord, VerifyJob, VerifyOptions, VerifyPick,
+                                     VerifyResult)
 from model_discovery.runners import Runner, make_runner
 from model_discovery.safe_io import write_text
 from model_discovery.scheduler import Emit, Scheduler, json_events, no_events
@@ -97,6 +98,16 @@ class DiscoverySystem:
             return make_runner("local", workers=cfg.workers, threads=cfg.worker_threads, gpus=cfg.worker_gpus)
         return make_runner(cfg.runner, **cfg.runner_options)
 
+    def check(self, design: Design, scale: str) -> CheckReport:
+        """The sandboxed checks of ``design`` at rung ``scale``, with this run's cache."""
+        return run_checks(design, scale, cache_dir=self.config.cache_dir)
+
+    @property
+    def verify_options(self) -> VerifyOptions:
+        """What every verification job of this run does (with this run's cache unless it names one)."""
+        opts, cache = self.config.verify, self.config.cache_dir
+        return opts if opts.cache_dir or cache is None else opts.model_copy(update={"cache_dir": str(cache)})
+
     @cached_property
     def knowledge(self) -> KnowledgeEngine:
         return KnowledgeEngine(KnowledgeConfig(cache_dir=self.config.run_dir / "knowledge_cache"))
@@ -112,7 +123,7 @@ class DiscoverySystem:
     @cached_property
     def flow(self) -> DesignFlow:
         a = self.agents
-        return DesignFlow(self.tree, self.selector, a["proposer"], a["reviewer"], a["coder"], check=run_checks,
+        return DesignFlow(self.tree, self.selector, a["proposer"], a["reviewer"], a["coder"], check=self.check,
                           config=self.config.flow, checkpoint_path=self.config.run_dir / "flow_checkpoints.sqlite",
                           knowledge=self.knowledge, planner=a.get("planner"))
 
@@ -121,7 +132,7 @@ class DiscoverySystem:
         cfg = self.config
         return Scheduler(self.tree, self._make_selector(), self.runner,
                          budgets={s: cfg.budget(s) for s in cfg.ladder}, owner=owner or self.owner,
-                         run_dir=cfg.run_dir, options=cfg.verify, lease_ttl_s=cfg.lease_ttl_s,
+                         run_dir=cfg.run_dir, options=self.verify_options, lease_ttl_s=cfg.lease_ttl_s,
                          on_result=self._observe, emit=emit, select_every_s=select_every_s)
 
     # -- state ------------------------------------------------------------------------------
@@ -155,7 +166,7 @@ class DiscoverySystem:
             if existing is not None:
                 names.append(existing.name)
                 continue
-            report = run_checks(design, self.config.flow.check_scale)
+            report = self.check(design, self.config.flow.check_scale)
             if not report.passed:
                 raise ConfigError(f"seed {seed!r} fails its check: {report.first_error}")
             names.append(self.tree.add_design(design, check=report, operator="seed").name)

@@ -7,7 +7,7 @@ listed for it, nothing else; a layer lists only layers above it in the table, so
 
     layer       packages / modules                                      may import
     ---------   -----------------------------------------------------   ----------------------------------
-    records     records, errors, safe_io                                 (nothing)
+    records     records, errors, safe_io, paths                          (nothing)
     gau         gau                                                      records
     train       train                                                    records
     check       check                                                    records, gau, train
@@ -25,7 +25,7 @@ listed for it, nothing else; a layer lists only layers above it in the table, so
                                                                          agents, config
     cli         cli                                                      everything above but app
 
-    records(+errors, safe_io) <- gau <- check <- verify <- runners <- scheduler <- system <- cli
+    records(+errors, safe_io, paths) <- gau <- check <- verify <- runners <- scheduler <- system <- cli
     records <- train <- check;  records <- evolution <- select <- scheduler;  gau <- knowledge <- agents
     check <- agents <- design <- config <- system;  select <- config
 
@@ -52,7 +52,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "model_discovery"
 
 # layer -> (module prefixes, allowed layers); in order: a layer lists only layers before it
 LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "records": (("records", "errors", "safe_io"), ()),
+    "records": (("records", "errors", "safe_io", "paths"), ()),
     "gau": (("gau",), ("records",)),
     "train": (("train",), ("records",)),
     "check": (("check",), ("records", "gau", "train")),

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model_discovery.paths import cache_root
+
 Source = Literal["library", "arxiv", "s2"]
 ALL_SOURCES: tuple[Source, ...] = ("library", "arxiv", "s2")
 
@@ -30,8 +32,8 @@ class Snippet(BaseModel):
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("MODIS_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "modis") / "knowledge"
+    """``knowledge/`` under the project's cache root (:func:`model_discovery.paths.cache_root`)."""
+    return cache_root() / "knowledge"
 
 
 class KnowledgeConfig(BaseModel):

@@ -41,6 +41,8 @@ class VerifyOptions(BaseModel):
                             "their means (less noisy fitness, proportionally more compute)")
     data: dict[str, Any] = Field(default_factory=dict, description="corpus settings (records.data.DataConfig); "
                                  "{} = the local standard-library corpus")
+    cache_dir: str | None = Field(None, description="where the node that runs the job keeps corpora and "
+                                  "tokenizers; None: its $MODIS_CACHE, else ~/.cache/model_discovery")
 
     @field_validator("data")
     @classmethod

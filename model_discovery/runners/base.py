@@ -36,7 +36,8 @@ def execute_job(job: VerifyJob, placement: Placement | None = None) -> VerifyRes
     env = {} if where.cuda_visible_devices is None else {"CUDA_VISIBLE_DEVICES": where.cuda_visible_devices}
     return verify_design(job.design, job.scale, job.out_dir, data_config=data, eval=opts.eval,
                          probes=opts.probes, wandb=opts.wandb, train_overrides=overrides or None,
-                         replicates=opts.replicates, seed=opts.seed, threads=where.threads, env=env)
+                         replicates=opts.replicates, seed=opts.seed, threads=where.threads, env=env,
+                         cache_dir=opts.cache_dir)
 
 
 def failed_result(job: VerifyJob, error: object, kind: str = "runner") -> VerifyResult:

@@ -37,6 +37,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from model_discovery.records.data import FORMAT_VERSION, DataConfig
+from model_discovery.paths import cache_root
 from model_discovery.train.tokenizer import MAX_UINT16_VOCAB, eot_id, load_tokenizer, train_bpe
 
 Split = Literal["train", "val", "test"]
@@ -81,17 +82,6 @@ class TokenData:
         if name not in SPLITS:
             raise DataError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
         return getattr(self, name)
-
-
-# -- cache -------------------------------------------------------------------------------------
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """``cache_dir``, else ``$MODIS_CACHE``, else ``~/.cache/model_discovery`` (absolute)."""
-    if cache_dir is not None:
-        root = Path(cache_dir)
-    else:
-        env = os.environ.get("MODIS_CACHE")
-        root = Path(env) if env else Path.home() / ".cache" / "model_discovery"
-    return root.expanduser().resolve()
 
 
 @contextmanager

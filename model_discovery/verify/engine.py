@@ -37,7 +37,8 @@ from model_discovery.gau.library import load_design
 from model_discovery.gau.scales import get_scale
 from model_discovery.records import (CheckConfig, DataConfig, Design, DesignError, Replicate, ScaleConfig,
                                      TrainConfig, TrainResult, VerifyResult, over_seeds)
-from model_discovery.train.corpus import TokenData, cache_root, corpus_documents, load_token_data
+from model_discovery.paths import cache_root
+from model_discovery.train.corpus import TokenData, corpus_documents, load_token_data
 from model_discovery.train.loop import peak_memory_bytes, train
 from model_discovery.verify.evaluation import evaluate
 from model_discovery.verify.probes import PROBE_SCALE, PROBE_VOCAB, PROBES, ProbeConfig, init_seed, run_probes
