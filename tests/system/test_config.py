@@ -64,3 +64,18 @@ def test_verify_data_is_validated_as_a_data_config(tmp_path: Path) -> None:
     path.write_text("verify: {data: {source: hf}}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: field verify.data: .*hf_dataset is required"):
         SystemConfig.load(path)
+
+
+def test_one_cache_root_for_every_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_discovery.knowledge.types import default_cache_dir
+    from model_discovery.paths import cache_root
+    from model_discovery.system import BuildSystem
+
+    monkeypatch.setenv("MODIS_CACHE", str(tmp_path / "env-cache"))
+    assert cache_root() == (tmp_path / "env-cache").resolve()
+    assert default_cache_dir() == cache_root() / "knowledge"
+    system = BuildSystem(SystemConfig(run_dir=tmp_path / "run", cache_dir=tmp_path / "run-cache"))
+    try:  # the config's cache wins over the environment, and travels with every verification job
+        assert system.verify_options.cache_dir == str(tmp_path / "run-cache")
+    finally:
+        system.close()
