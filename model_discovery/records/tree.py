@@ -6,6 +6,7 @@ Every query returns these plain, JSON-serialisable objects; ORM rows stay inside
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,9 +104,9 @@ class ResultRecord(_Record):
     fitness_se: float | None = Field(None, description="standard error of the fitness (seeds and noise model)")
     seeds: int = Field(1, description="training seeds behind the fitness")
 
-    @property
+    @cached_property
     def result(self) -> VerifyResult:
-        """The verification result this row holds (parsed from ``record``)."""
+        """The verification result this row holds (parsed from ``record`` once per row)."""
         return VerifyResult.model_validate(self.record)
 
 
