@@ -201,14 +201,20 @@ class RayRunner(Runner):
             try:  # a task lost with its node starts again here, so that nobody blocks on it
                 ray.get(pending.ref, timeout=0)
             except ray.exceptions.RayError as exc:
-                if type(exc).__name__ in _LOST:
-                    try:
-                        self._launch(pending)
-                    except Exception as again:  # noqa: BLE001 - reported through the result
-                        pending.result = failed_result(pending.job, again, kind="ray")
-                        return True
-                    return False
+                return not self._resubmit(pending, exc)
         return bool(done)
+
+    def _resubmit(self, pending: _Pending, exc: Exception) -> bool:
+        """Submit a task lost with its node (``exc``) again while ``resubmits`` are left; True
+        when it runs again. A resubmission that cannot start leaves a failed result instead."""
+        if type(exc).__name__ not in _LOST or pending.submissions > self.config.resubmits:
+            return False
+        try:
+            self._launch(pending)
+        except Exception as again:  # noqa: BLE001 - reported through the result
+            pending.result = failed_result(pending.job, again, kind="ray")
+            return False
+        return True
 
     def wait(self, job_id: str, timeout_s: float | None = None) -> VerifyResult:
         """The job's result. Past ``timeout_s`` (default: the config's) the task is cancelled and
@@ -236,13 +242,11 @@ class RayRunner(Runner):
             except RayTaskError as exc:
                 return failed_result(job, exc.cause if exc.cause is not None else exc, kind="exception")
             except RayError as exc:
+                if self._resubmit(pending, exc):
+                    continue
+                if pending.result is not None:
+                    return pending.result
                 if type(exc).__name__ in _LOST:
-                    if pending.submissions <= self.config.resubmits:
-                        try:
-                            self._launch(pending)
-                            continue
-                        except Exception as again:  # noqa: BLE001 - reported through the record
-                            return failed_result(job, again, kind="ray")
                     return failed_result(job, f"lost after {pending.submissions} submission(s) "
                                               f"({self.config.max_retries} Ray retries each): {one_line(exc)}",
                                          kind="node-lost")
