@@ -35,6 +35,7 @@ from model_discovery.errors import one_line
 from model_discovery.evolution import EvolutionTree
 from model_discovery.records import ResultRecord, VerifyJob, VerifyOptions, VerifyPick, VerifyResult
 from model_discovery.runners import Runner
+from model_discovery.select import Selector
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,12 @@ class Flight:
 class Scheduler:
     """Claims the selector's picks up to the runner's capacity, submits them, stores results."""
 
-    def __init__(self, tree: EvolutionTree, selector: Any, runner: Runner, *, budgets: dict[str, int],
-                 owner: str, run_dir: str | Path, options: VerifyOptions, lease_ttl_s: float,
+    def __init__(self, tree: EvolutionTree, selector: Selector, runner: Runner, *, budgets: dict[str, int],
+                 owner: str, run_dir: str | Path, options: VerifyOptions,
                  on_result: OnResult | None = None, emit: Emit = no_events, select_every_s: float = 1.0) -> None:
         self.tree, self.selector, self.runner = tree, selector, runner
         self.budgets, self.owner, self.run_dir, self.options = budgets, owner, Path(run_dir), options
-        self.lease_ttl_s = lease_ttl_s
+        self.lease_ttl_s: float = selector.config.lease_ttl_s  # the selector claims with it, the heartbeat renews
         self.on_result = on_result
         self.emit = emit
         self.select_every_s = select_every_s
@@ -80,18 +81,27 @@ class Scheduler:
         self.done: list[str] = []
         self._lock = threading.Lock()  # in_flight, between the loop and the heartbeat
         self._last_select = float("-inf")
+        self._idle_at: tuple[int, ...] | None = None  # the tree when a selection last found nothing
         self._beat_stop = threading.Event()
         self._beat: threading.Thread | None = None
 
     # -- one round -------------------------------------------------------------------------------
     def fill(self, force: bool = False) -> list[Flight]:
         """Claim and submit picks until the runner is at capacity (at most every
-        ``select_every_s`` seconds unless ``force``); returns what was submitted."""
+        ``select_every_s`` seconds unless ``force``, and not again while the tree is as it was
+        when the last selection found nothing); returns what was submitted."""
         room = self.runner.capacity - len(self.in_flight)
         if room <= 0 or (not force and time.monotonic() - self._last_select < self.select_every_s):
             return []
         self._last_select = time.monotonic()
+        # designs (checked ones apart: they are the new work) and each rung's spending (results +
+        # live leases) are what a selection reads that can change: cheap counts decide whether
+        # the full selection is worth running
+        state = (self.tree.count(), self.tree.count("checked"), *(self.tree.spent(s) for s in self.budgets))
+        if not force and state == self._idle_at:
+            return []
         picks = self.selector.select_verifications(self.tree, self.budgets, owner=self.owner, limit=room)
+        self._idle_at = None if picks else state
         started = []
         for pick in picks:
             job = VerifyJob.for_pick(self.tree.get_design(pick.design).design, pick.scale, pick.seeds,
@@ -141,6 +151,7 @@ class Scheduler:
         once, releasing the leases of jobs in flight. ``max_jobs`` stops after that many results.
         """
         bar = tqdm(desc="verify", unit="job", disable=not progress, leave=False)
+        shown = -1  # jobs in flight the bar shows
         try:
             while not (abort is not None and abort.is_set()):
                 if max_jobs is not None and len(self.done) >= max_jobs:
@@ -157,8 +168,9 @@ class Scheduler:
                     (until or abort or threading.Event()).wait(min(poll_s, self.select_every_s))
                     continue
                 landed = self.collect(timeout_s=poll_s)
-                if landed or getattr(bar, "postfix", None) != f"running={len(self.in_flight)}":
-                    bar.set_postfix(running=len(self.in_flight), refresh=False)
+                if landed or shown != len(self.in_flight):
+                    shown = len(self.in_flight)
+                    bar.set_postfix(running=shown, refresh=False)
                     bar.update(len(landed))
         finally:
             bar.close()

@@ -132,7 +132,7 @@ class DiscoverySystem:
         cfg = self.config
         return Scheduler(self.tree, self._make_selector(), self.runner,
                          budgets={s: cfg.budget(s) for s in cfg.ladder}, owner=owner or self.owner,
-                         run_dir=cfg.run_dir, options=self.verify_options, lease_ttl_s=cfg.lease_ttl_s,
+                         run_dir=cfg.run_dir, options=self.verify_options,
                          on_result=self._observe, emit=emit, select_every_s=select_every_s)
 
     # -- state ------------------------------------------------------------------------------
