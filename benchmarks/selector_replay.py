@@ -18,11 +18,15 @@ same design (paired streams). The strategies run the rules of :mod:`model_discov
 
 - ``random``: uniform parents and children, every design trained once at full, best single
   value recommended (what :class:`RandomSelector` does live);
-- ``evolutionary``: Thompson parents, surrogate pre-screen, successive halving to replicates,
-  lower-bound recommendation (what :class:`Selector` does live);
+- ``evolutionary``: Thompson parents, a surrogate pre-screen of ``candidates`` children (the
+  first of the Thompson parent, the others of uniformly drawn parents), successive halving to
+  replicates once ``replicate_after`` new designs are in, lower-bound recommendation (what
+  :class:`Selector` and the design flow do live);
 - ablations: ``random+sh`` (random parents and children, the same promotion and
   recommendation), ``evo-nosurrogate``, ``evo-nonoise`` (point estimates, no replicates),
-  ``evo+short`` (a short run first).
+  ``evo+short`` (a short run first), ``evo-replicate-top`` (all of the top 1/eta replicated),
+  ``evo-replicate-now`` (replicates from the first result on), ``evo-one-family`` (four
+  candidates, all children of the step's parent).
 
 Printed per strategy and budget: final regret of the recommended design (median, IQR),
 P(regret < 0.01), verifications and tokens until the recommendation is within 0.01 of the
@@ -124,6 +128,8 @@ def strategies(noise_sd: float) -> dict[str, Strategy]:
         Strategy("evo-nonoise", stages=("full",), policy=base.model_copy(update={"noise_model": False})),
         Strategy("evo+short", stages=("short", "full", "replicates"), policy=base),
         Strategy("evo-replicate-top", policy=base.model_copy(update={"replicate": "top"})),
+        Strategy("evo-replicate-now", policy=base.model_copy(update={"replicate_after": 0})),
+        Strategy("evo-one-family", policy=base.model_copy(update={"explore": 0.0, "candidates": 4})),
     ]}
 
 
@@ -188,7 +194,7 @@ class Replay:
             got["full"] = [vals["full"][order[0]]]
             self.spent += COST["full"] - (COST["short"] if "short" in got else 0.0)
             self.verifs += 1
-            self.surrogate.observe(self.w.features[fp], got["full"][0])
+            self.surrogate.observe(self.w.features[fp], got["full"][0], scored=fp not in self.w.seeds)
         else:  # replicates: the remaining seeds at full
             extra = [vals["full"][i] for i in order[1:self.cfg.min_seeds]]
             got["full"] = got["full"] + extra
@@ -216,7 +222,7 @@ class Replay:
             finished = {fp: statistics.fmean(self.obs[fp][fid]) for fp, done in self.stage.items() if done > k}
             promoted = self.promoted.setdefault(k, set())
             if self.s.stages[k + 1] == "replicates":
-                ups = replicate_candidates(finished, promoted, self.est, self.cfg)
+                ups = replicate_candidates(finished, promoted, self.est, self.cfg, self.w.seeds)
             else:
                 ups = promotions(finished, promoted, self.cfg.eta)
             ups = [fp for fp in ups if self.stage.get(fp, 0) == k + 1]
@@ -237,14 +243,26 @@ class Replay:
         pool = [fp for fp in self.known if any(c not in self.obs and c not in self.known for c in self.w.children[fp])]
         if not pool:
             return None
-        if self.s.random_parents:
-            parent = self.rng.choice(pool)
-        else:
-            est = self.parent_estimates()
-            parent = choose_parent(pool, [s for s in self.w.seeds if s in pool], est, self.steps, self.cfg, self.rng)
+        est = None if self.s.random_parents else self.parent_estimates()
+        seeds = [s for s in self.w.seeds if s in pool]
+
+        def child(explore: bool) -> str | None:
+            """A fresh child of a parent drawn as the live selector draws it."""
+            if est is None or explore:
+                parent = self.rng.choice(pool)
+            else:
+                parent = choose_parent(pool, seeds, est, self.steps, self.cfg, self.rng)
+            fresh = [c for c in self.w.children[parent] if c not in self.known and c not in cands]
+            return self.rng.choice(fresh) if fresh else None
+
+        cands: list[str] = []
+        for i in range(self.cfg.candidates):  # the step's parents, then explore-share uniform ones
+            c = child(i > 0 and self.rng.random() < self.cfg.explore)
+            if c is not None:
+                cands.append(c)
         self.steps += 1
-        fresh = [c for c in self.w.children[parent] if c not in self.known]
-        cands = self.rng.sample(fresh, min(self.cfg.candidates, len(fresh)))
+        if not cands:
+            return None
         if self.cfg.surrogate:
             cands = [cands[i] for i in self.surrogate.rank([self.w.features[c] for c in cands], self.rng)]
         return cands[0]

@@ -14,24 +14,28 @@ Both therefore run the same rules:
   design's N(mean, se²) (for a design not verified yet, from the surrogate's prediction with
   its residual spread) and the best draw wins. The second parent (crossover, interleave) is the
   winner of a tournament of ``tournament`` random designs on their draws, so every pair can
-  be reached.
+  be reached. A cheap proposer drafts ``candidates`` designs a step: the first from those
+  parents, the others (a share ``explore`` of them) from uniformly drawn parents, and the
+  surrogate keeps the best-predicted one.
 - **Promotion (ASHA).** Stages run from cheap to dear (the full run, replicate seeds, then the GPU
   rungs). A design that finished stage k moves on when it ranks in the top 1/``eta`` of all
   designs that finished stage k (and at least one always may). Replicate seeds go only to those
   of them that could still be the best (``replicate="contenders"``: upper bound above the best
-  lower bound), since elsewhere noise cannot change the verdict.
+  lower bound), since elsewhere noise cannot change the verdict, and only once
+  ``replicate_after`` new designs have finished the stage.
 - **Recommendation.** A design is called best only with at least ``min_seeds`` seeds; among
   those, the highest lower confidence bound (mean − z·se) wins.
 - **Surrogate.** Ridge regression on design features ranks candidate designs; its online
-  Spearman correlation with what verification then measured is tracked, and when it falls
-  below ``min_rho`` candidates are taken in random order instead.
+  Spearman correlation with what verification then measured (seeds, which it is never asked
+  to rank, not counted) is tracked, and when it falls below ``min_rho`` over at least
+  ``rho_pairs`` designs, candidates are taken in random order instead.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -93,11 +97,20 @@ class PolicyConfig(BaseModel):
         "contenders", description="which of a stage's top 1/eta get replicate seeds: 'contenders' only those "
         "that could still be the best (upper bound above the best lower bound), 'top' all of them")
     min_seeds: int = Field(3, ge=1, description="seeds a design needs before it may be called best")
+    replicate_after: int = Field(6, ge=0, description="new (non-seed) designs that must finish a stage before "
+                                 "any design there gets replicate seeds: before the search has challengers, "
+                                 "seeds spent ranking the leader rarely change a verdict")
     z: float = Field(1.0, ge=0, description="lower confidence bound = mean - z * se")
-    candidates: int = Field(4, ge=1, description="proposals per design step ranked by the surrogate")
+    candidates: int = Field(64, ge=1, description="proposals per design step ranked by the surrogate (cheap "
+                                                  "proposers only)")
+    explore: float = Field(1.0, ge=0, le=1, description="share of a step's extra candidates whose parents are "
+                           "drawn uniformly (the rest by Thompson sampling): the surrogate then screens across "
+                           "the tree, not one family")
     surrogate: bool = Field(True, description="rank candidates by the fitness model (else random order)")
     min_rho: float = Field(0.1, description="surrogate used only while its online Spearman is at least this")
     rho_window: int = Field(30, ge=5, description="latest (predicted, measured) pairs the online Spearman uses")
+    rho_pairs: int = Field(10, ge=3, description="pairs needed before the online Spearman may switch the "
+                                                 "surrogate off (a correlation of fewer is noise)")
 
 
 # -- parents -------------------------------------------------------------------------------------
@@ -159,9 +172,13 @@ def contenders(estimates: Mapping[str, Estimate], z: float) -> set[str]:
 
 
 def replicate_candidates(finished: Mapping[str, float], promoted: set[str] | frozenset[str],
-                         estimates: Mapping[str, Estimate], config: PolicyConfig) -> list[str]:
+                         estimates: Mapping[str, Estimate], config: PolicyConfig,
+                         seeds: Collection[str] = ()) -> list[str]:
     """Designs to give replicate seeds now: ASHA's top 1/eta, kept to contenders unless
-    ``config.replicate`` is 'top'. Seeds go where noise could still change the verdict."""
+    ``config.replicate`` is 'top'. Seeds go where noise could still change the verdict, and
+    only once ``config.replicate_after`` designs not among ``seeds`` have finished the stage."""
+    if sum(1 for n in finished if n not in seeds) < config.replicate_after:
+        return []
     ups = promotions(finished, promoted, config.eta)
     if config.replicate == "contenders":
         keep = contenders(estimates, config.z)
@@ -228,17 +245,19 @@ class Surrogate:
         self.model = Ridge(alpha)
         self.pairs: list[tuple[float, float]] = []  # (predicted before measuring, measured)
 
-    def observe(self, features: Sequence[str], value: float) -> None:
-        """A measured value: scored against the prediction made before it, then learned."""
+    def observe(self, features: Sequence[str], value: float, scored: bool = True) -> None:
+        """A measured value: scored against the prediction made before it (unless ``scored`` is
+        False, as for seeds, which the model is not asked to rank), then learned."""
         pred = self.model.predict(features)
-        if pred is not None:
+        if pred is not None and scored:
             self.pairs.append((pred, value))
         self.model.add(features, value)
 
     def rho(self) -> float | None:
-        """Spearman of the latest ``rho_window`` (prediction, measurement) pairs (None below 5)."""
+        """Spearman of the latest ``rho_window`` (prediction, measurement) pairs (None below
+        ``rho_pairs``)."""
         recent = self.pairs[-self.config.rho_window:]
-        if len(recent) < 5:
+        if len(recent) < self.config.rho_pairs:
             return None
         return spearman([p for p, _ in recent], [m for _, m in recent])
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -164,7 +164,7 @@ class Selector:
                 continue
             seen.add(res.design)
             rec = designs[res.design]
-            model.observe(design_features(rec.design, rec.operator), res.fitness)
+            model.observe(design_features(rec.design, rec.operator), res.fitness, scored=not rec.is_seed)
         return model
 
     @staticmethod
@@ -183,7 +183,8 @@ class Selector:
         model = self.surrogate(tree)
         rho = model.rho()
         if rho is None:
-            return f"surrogate: {len(model.pairs)} predictions checked so far (needs 5 for a rank correlation)"
+            return (f"surrogate: {len(model.pairs)} predictions checked so far (needs {self.policy.rho_pairs} "
+                    f"for a rank correlation)")
         state = "used" if model.useful() else f"not used (below {self.policy.min_rho:+.2f})"
         return (f"surrogate: online Spearman {rho:+.2f} over the last {min(len(model.pairs), self.policy.rho_window)} "
                 f"predictions; {state}")
@@ -271,11 +272,12 @@ class Selector:
         ranks = self.surrogate(tree).rank([design_features(r.design, r.operator) for r in rest], self.rng)
         return first + [rest[i] for i in ranks]
 
-    def _replicate_order(self, finished: dict[str, float], done: set[str], est: Mapping[str, Estimate]) -> list[str]:
+    def _replicate_order(self, finished: dict[str, float], done: set[str], est: Mapping[str, Estimate],
+                         seeds: Collection[str]) -> list[str]:
         """Designs of a rung to give replicate seeds now: the top 1/eta that could still be the best."""
         if not self.policy.noise_model or self.policy.min_seeds <= 1:
             return []
-        return replicate_candidates(finished, done, est, self.policy)
+        return replicate_candidates(finished, done, est, self.policy, seeds)
 
     def _promotion_order(self, finished: dict[str, float], done: set[str]) -> list[str]:
         """Designs to move up from the rung below: the top 1/eta by lower bound (ASHA)."""
@@ -310,7 +312,8 @@ class Selector:
             # (not the baseline: its noise moves every fitness alike and changes no ranking)
             single = {n: r.fitness for n, r in ok.items() if n != self.config.baseline}  # type: ignore[misc]
             done = {n for n, r in ok.items() if r.seeds >= need} | {n for n in ok if (n, scale) in busy}
-            for n in self._replicate_order(single, done, self.estimates(tree, scale)):
+            seeds = {n for n, r in designs.items() if r.is_seed}
+            for n in self._replicate_order(single, done, self.estimates(tree, scale), seeds):
                 if ok[n].seeds < need and (n, scale) not in busy:
                     order.append(VerifyPick(n, scale, need - ok[n].seeds, ok[n].seeds))
             if i == 0:

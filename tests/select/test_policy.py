@@ -89,9 +89,12 @@ def test_replicate_seeds_go_to_contenders_only() -> None:
     est = {"a": Estimate(mean=0.10, se=0.005, n=1), "b": Estimate(mean=0.095, se=0.005, n=1),
            "c": Estimate(mean=0.05, se=0.005, n=1), "d": Estimate(mean=0.0, se=0.005, n=1)}
     finished = {n: e.mean for n, e in est.items()}
-    cfg = PolicyConfig(eta=1.5, z=1.0)
+    cfg = PolicyConfig(eta=1.5, z=1.0, replicate_after=2)
     assert promotions(finished, set(), 1.5) == ["a", "b"]
     assert replicate_candidates(finished, set(), est, cfg) == ["a", "b"]  # b could still beat a
+    # no replicate seeds before replicate_after designs that are not seeds have a result
+    assert replicate_candidates(finished, set(), est, cfg, seeds={"a", "b", "c"}) == []
+    assert replicate_candidates(finished, set(), est, cfg, seeds={"a", "b"}) == ["a", "b"]
     far = {**est, "b": Estimate(mean=0.07, se=0.005, n=1)}
     assert replicate_candidates({n: e.mean for n, e in far.items()}, set(), far, cfg) == ["a"]
     top = cfg.model_copy(update={"replicate": "top"})

@@ -116,6 +116,20 @@ def test_replicates_then_promotion_within_paced_budgets(make_tree) -> None:  # n
     assert sel.select_verifications(tree, BUDGETS, owner="other") == []
 
 
+def test_no_replicate_seeds_before_enough_new_designs_have_results(make_tree) -> None:  # noqa: ANN001
+    tree = make_tree([3, 5, 8])
+    sel = Selector(SelectorConfig(scales=["micro"], policy=GREEDY.model_copy(update={"replicate_after": 4})))
+    history = _run_ladder(tree, sel)
+    assert not any(p.replicate for p in history)  # 3 new designs: the leader is not replicated yet
+    for m in (9, 11):
+        d = tree.get_design("m8").design.model_copy(deep=True)
+        d.name, d.parents = f"m{m}", ["gpt2"]
+        d.units["GeluMLP"].hparams["mult"] = m
+        tree.add_design(d, check={"passed": True}, operator="hparam")
+    history = _run_ladder(tree, sel)
+    assert [p.design for p in history if p.replicate][:1] == ["m8"]  # 5 new designs in: the best gets seeds
+
+
 def test_verifications_go_to_the_lowest_rung_first(make_tree) -> None:  # noqa: ANN001
     tree = make_tree([3, 5])
     sel = Selector(SelectorConfig(scales=SCALES))
@@ -178,7 +192,7 @@ def test_random_selector_same_interface(make_tree) -> None:  # noqa: ANN001
 
 def test_surrogate_prescreens_candidates_once_it_has_results(make_tree, seed) -> None:  # noqa: ANN001
     tree = make_tree([2, 3, 5, 7, 8, 9, 11])
-    sel = Selector(SelectorConfig(policy=GREEDY, seed=0))
+    sel = Selector(SelectorConfig(policy=GREEDY.model_copy(update={"rho_pairs": 5}), seed=0))
     for name in ("gpt2", "m2", "m3", "m5", "m7", "m8", "m9", "m11"):
         sel.record_result(tree, name, "micro", record(name, "micro"))
 
