@@ -163,7 +163,7 @@ class Replay:
         self.w, self.s, self.cfg = world, strategy, strategy.policy
         self.rng = random.Random(f"{strategy.name}:{stream}")
         self.stream = stream
-        self.known: list[str] = []
+        self.known: dict[str, None] = {}  # designs proposed so far, in order (a dict: fast membership)
         self.obs: dict[str, dict[str, list[float]]] = {}  # fp -> fidelity -> observed values
         self.est: dict[str, Estimate] = {}                # fp -> estimate at full
         self.stage: dict[str, int] = {}                   # fp -> stages finished
@@ -270,7 +270,7 @@ class Replay:
     def run(self, budget: float) -> Trace:
         queue = list(self.w.seeds)
         self.rng.shuffle(queue)
-        self.known = list(queue)
+        self.known = dict.fromkeys(queue)
         while self.spent < budget:
             if queue:
                 fp = queue.pop(0)
@@ -280,7 +280,7 @@ class Replay:
                     fp = self.design_step()
                     if fp is None:
                         break
-                    self.known.append(fp)
+                    self.known[fp] = None
             self.run_stage(fp)
         return self.trace
 

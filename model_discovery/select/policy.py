@@ -40,6 +40,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import rankdata
 
 from model_discovery.select.predictor import Ridge
 
@@ -220,18 +221,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman rank correlation (average ranks for ties); 0 when either side is constant."""
     if len(x) != len(y) or len(x) < 2:
         return 0.0
-
-    def ranks(v: Sequence[float]) -> np.ndarray:
-        a = np.asarray(v, dtype=float)
-        order = a.argsort(kind="mergesort")
-        r = np.empty(len(a))
-        r[order] = np.arange(len(a))
-        for val in np.unique(a):  # average ties
-            idx = a == val
-            r[idx] = r[idx].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
+    rx, ry = rankdata(x), rankdata(y)
     if rx.std() == 0 or ry.std() == 0:
         return 0.0
     return float(np.corrcoef(rx, ry)[0, 1])
@@ -278,5 +268,5 @@ class Surrogate:
         rng.shuffle(idx)
         if not self.useful():
             return idx
-        preds = {i: self.model.predict(candidates[i]) for i in idx}
-        return sorted(idx, key=lambda i: -(preds[i] if preds[i] is not None else -math.inf))
+        preds = self.model.predict_many(candidates)
+        return sorted(idx, key=lambda i: -preds[i])

@@ -62,16 +62,19 @@ class Ridge:
 
     def predict(self, features: Sequence[str]) -> float | None:
         """Predicted value (None before any observation)."""
+        return float(self.predict_many([features])[0]) if self.y else None
+
+    def predict_many(self, rows: Sequence[Sequence[str]]) -> np.ndarray:
+        """Predicted values of many feature lists at once (the mean of nothing: -inf)."""
         if not self.y:
-            return None
+            return np.full(len(rows), -math.inf)
         if self._fit is None:
             self._fit = self._solve()
         w, xm, ym, _ = self._fit
-        x = np.zeros(len(self._index))
-        for f in features:
-            if f in self._index:
-                x[self._index[f]] = 1.0
-        return float(ym + (x - xm) @ w)
+        x = np.zeros((len(rows), len(self._index)))
+        for i, feats in enumerate(rows):
+            x[i, [self._index[f] for f in feats if f in self._index]] = 1.0
+        return ym + (x - xm) @ w
 
     def residual_sd(self) -> float:
         if len(self.y) < 2:
