@@ -6,9 +6,10 @@ shapes; the replay benchmark (``benchmarks/selector_replay.py``) feeds them a ta
 Both therefore run the same rules:
 
 - **Estimates.** A design's fitness at a fidelity is the mean over its training seeds. Its
-  standard error pools the seeds' own spread with the fidelity's measured noise (``noise_sd``,
-  worth ``prior_weight`` pseudo-observations), so one seed gets ``noise_sd`` and many seeds
-  converge on their own spread.
+  standard error pools the seeds' own spread with the fidelity's noise (worth ``prior_weight``
+  pseudo-observations), so one seed gets that noise and many seeds converge on their own
+  spread. The noise is measured per rung, pooled over the rung's replicated designs once they
+  give ``noise_dof`` degrees of freedom; before that it is ``noise_sd``.
 - **Parents.** The first ``warmup_steps`` design steps pick parents at random; afterwards, with
   probability ``restart_prob`` a random seed, else Thompson sampling: one draw from each
   design's N(mean, se²) (for a design not verified yet, from the surrogate's prediction with
@@ -91,6 +92,8 @@ class PolicyConfig(BaseModel):
     tournament: int = Field(3, ge=1, description="tournament size for the second parent")
     noise_sd: float = Field(0.01, ge=0, description="fitness std over training seeds when a design has one "
                                                     "(measured: benchmarks/fitness_noise.py)")
+    noise_dof: int = Field(4, ge=1, description="extra seeds over a rung's replicated designs before their pooled "
+                           "spread replaces noise_sd at that rung")
     prior_weight: float = Field(2.0, gt=0, description="pseudo-observations of noise_sd in every standard error")
     noise_model: bool = Field(True, description="False: point estimates (greedy parents, best single value)")
     eta: float = Field(3.0, gt=1, description="successive halving: the top 1/eta of a stage move on")

@@ -95,10 +95,15 @@ class Selector:
         return informative_tasks([r.result for r in tree.results(scale=scale) if r.status == "ok"],
                                  self.config.fitness)
 
-    def score(self, result: VerifyResult, baseline: VerifyResult | None, counted: set[str] | None = None) -> Estimate:
-        """Mean fitness over a result's seeds with its standard error (raises FitnessError)."""
-        values = [fitness(m, baseline, self.config.fitness, counted) for m in per_seed(result)]
-        return estimate(values, self.policy.noise_sd, self.policy.prior_weight)
+    def rung_noise(self, per_design: Sequence[Sequence[float]]) -> float:
+        """A rung's fitness noise for one seed: the seed spread pooled over its designs with
+        several seeds once they give ``policy.noise_dof`` degrees of freedom, else ``policy.noise_sd``."""
+        groups = [v for v in per_design if len(v) > 1]
+        dof = sum(len(v) - 1 for v in groups)
+        if dof < self.policy.noise_dof:
+            return self.policy.noise_sd
+        ss = math.fsum(math.fsum((x - math.fsum(v) / len(v)) ** 2 for x in v) for v in groups)
+        return math.sqrt(ss / dof)
 
     def record_result(self, tree: EvolutionTree, name: str, scale: str, result: VerifyResult) -> ResultRecord:
         """Score a verification against the baseline at the same rung, store it, rescore the rung.
@@ -126,12 +131,17 @@ class Selector:
         results = [r for r in tree.results(scale=scale) if r.status == "ok"]
         base = next((r.result for r in results if r.design == self.config.baseline), None)
         counted = informative_tasks([r.result for r in results], self.config.fitness)
-        changed = 0
+        values: dict[str, list[float]] = {}
         for res in results:
             try:
-                est: Estimate | None = self.score(res.result, base, counted)
+                values[res.design] = [fitness(m, base, self.config.fitness, counted) for m in per_seed(res.result)]
             except FitnessError:
-                est = None
+                pass
+        noise = self.rung_noise(list(values.values()))
+        changed = 0
+        for res in results:
+            vals = values.get(res.design)
+            est = estimate(vals, noise, self.policy.prior_weight) if vals else None
             fit, se = (est.mean, est.se) if est is not None else (None, None)
             if fit != res.fitness or se != res.fitness_se:
                 tree.set_fitness(res.design, scale, fit, se)

@@ -130,6 +130,22 @@ def test_no_replicate_seeds_before_enough_new_designs_have_results(make_tree) ->
     assert [p.design for p in history if p.replicate][:1] == ["m8"]  # 5 new designs in: the best gets seeds
 
 
+def test_rung_noise_is_measured_from_replicated_designs(make_tree) -> None:  # noqa: ANN001
+    tree = make_tree([3, 8])
+    sel = Selector(SelectorConfig(scales=["micro"], policy=GREEDY.model_copy(update={"noise_sd": 0.05})))
+    assert sel.rung_noise([[0.1], [0.2, 0.2]]) == 0.05  # 1 degree of freedom: the configured noise
+    assert sel.rung_noise([[0.1, 0.3], [0.0, 0.2], [0.5, 0.7, 0.6], [9.0]]) == pytest.approx((0.06 / 4) ** 0.5)
+    sel.record_result(tree, "gpt2", "micro", record("gpt2", "micro"))
+    sel.record_result(tree, "m3", "micro", record("m3", "micro"))
+    one = tree.results("m3", "micro")[0].fitness_se
+    for name in ("m3", "m8"):  # two designs with three seeds each: 4 degrees of freedom
+        sel.record_result(tree, name, "micro", record(name, "micro", first_seed=1 if name == "m3" else 0,
+                                                      seeds=2 if name == "m3" else 3))
+    assert one == pytest.approx(0.05)  # one seed, no measured noise yet: the configured one
+    m3 = tree.results("m3", "micro")[0]
+    assert m3.seeds == 3 and m3.fitness_se < 0.01  # the measured spread (about 0.004 / 3.5) replaced 0.05
+
+
 def test_verifications_go_to_the_lowest_rung_first(make_tree) -> None:  # noqa: ANN001
     tree = make_tree([3, 5])
     sel = Selector(SelectorConfig(scales=SCALES))
