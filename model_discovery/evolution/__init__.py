@@ -5,9 +5,9 @@ from model_discovery.evolution.tree import (DuplicateNameError, EvolutionTree, T
                                             database_url, source_hash)
 from model_discovery.records import (STATUSES, CheckRecord, DesignRecord, EdgeRecord, Graph, GraphNode,
                                      LeaderboardRow, LeaseRecord, Lineage, ProposalRecord, ResultRecord,
-                                     ReviewRecord, TreeStats, UnitRecord, UnitUsage)
+                                     ReviewRecord, TreeStats)
 
 __all__ = ["EvolutionTree", "TreeError", "UnknownDesignError", "DuplicateNameError", "database_url",
-           "source_hash", "STATUSES", "DesignRecord", "UnitRecord", "UnitUsage", "EdgeRecord",
+           "source_hash", "STATUSES", "DesignRecord", "EdgeRecord",
            "ProposalRecord", "ReviewRecord", "CheckRecord", "ResultRecord", "LeaseRecord",
            "LeaderboardRow", "Lineage", "Graph", "GraphNode", "TreeStats"]

@@ -9,13 +9,12 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ScalarResult, func, or_, select
+from sqlalchemy import ScalarResult, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +22,7 @@ from model_discovery.evolution.schema import CheckRow, DesignRow, EdgeRow, Propo
 from model_discovery.evolution.store import (DuplicateNameError, TreeError, TreeStore, UnknownDesignError, _dt,
                                              _jsonable, _now, _pairs, source_hash)
 from model_discovery.records import (STATUSES, CheckRecord, Design, DesignRecord, Proposal, ProposalRecord, Review,
-                                     ReviewRecord, UnitRecord, UnitUsage)
+                                     ReviewRecord)
 
 
 def _dumps(obj: Any) -> str:
@@ -186,24 +185,10 @@ class DesignsMixin(TreeStore):
         with self._tx() as s:
             return s.scalar(select(DesignRow.id).where(DesignRow.fingerprint == fingerprint)) is not None
 
-    def has_design(self, name: str) -> bool:
-        """Whether a design named ``name`` is in the tree."""
-        with self._tx() as s:
-            return s.scalar(select(DesignRow.id).where(DesignRow.name == name)) is not None
-
     def fingerprints(self) -> set[str]:
         """Fingerprints of every design in the tree (for duplicate checks by reviewers)."""
         with self._tx() as s:
             return set(s.scalars(select(DesignRow.fingerprint)))
-
-    def unique_name(self, base: str) -> str:
-        """``base`` if free, else ``base-2``, ``base-3``, ... (the first free one)."""
-        with self._tx() as s:
-            taken = set(s.scalars(select(DesignRow.name).where(
-                or_(DesignRow.name == base, DesignRow.name.like(f"{base}-%")))))
-        if base not in taken:
-            return base
-        return next(f"{base}-{i}" for i in itertools.count(2) if f"{base}-{i}" not in taken)
 
     def list_designs(self, status: str | Sequence[str] | None = None, *, operator: str | None = None,
                      generation: int | None = None, seeds_only: bool = False, limit: int | None = None,
@@ -238,29 +223,6 @@ class DesignsMixin(TreeStore):
         with self._tx(write=True) as s:
             self._row(s, name).status = status
 
-    def units(self, name: str) -> list[UnitRecord]:
-        """The units of one design as stored (name, role, source hash)."""
-        with self._tx() as s:
-            did = self._id(s, name)
-            rows = s.execute(select(UnitRow.name, UnitRow.role, UnitRow.source_hash)
-                             .where(UnitRow.design_id == did).order_by(UnitRow.id))
-            return [UnitRecord(design=name, name=n, role=r, source_hash=h) for n, r, h in rows]
-
-    def unit_catalogue(self, role: str | None = None) -> list[UnitUsage]:
-        """Every distinct unit ever written (name, role, normalised source) and its usage."""
-        q = (select(UnitRow.name, UnitRow.role, UnitRow.source_hash,
-                    func.count(func.distinct(UnitRow.design_id)), func.min(UnitRow.design_id))
-             .group_by(UnitRow.name, UnitRow.role, UnitRow.source_hash)
-             .order_by(UnitRow.role, UnitRow.name, func.min(UnitRow.design_id)))
-        if role is not None:
-            q = q.where(UnitRow.role == role)
-        with self._tx() as s:
-            rows = list(s.execute(q))
-            names = _pairs(s.execute(select(DesignRow.id, DesignRow.name)
-                                   .where(DesignRow.id.in_({r[4] for r in rows})))) if rows else {}
-            return [UnitUsage(name=n, role=r, source_hash=h, n_designs=int(c), first_design=names[first])
-                    for n, r, h, c, first in rows]
-
     @staticmethod
     def _artefacts(s: Session, table: type[_A], did: int) -> ScalarResult[_A]:
         """The rows of one artefact table stored with the design of id ``did``, oldest first."""
@@ -279,18 +241,6 @@ class DesignsMixin(TreeStore):
             rows = self._artefacts(s, ReviewRow, self._id(s, name))
             return [ReviewRecord(design=name, review=Review.model_validate_json(r.data), rating=r.rating,
                                  accept=r.accept, created_at=_dt(r.created_at)) for r in rows]
-
-    def add_check(self, name: str, report: Any, *, update_status: bool = True) -> CheckRecord:
-        """Store a check report; the design becomes 'checked' or 'failed' (unless 'verified')."""
-        data, passed, seconds = _check_fields(report)
-        now = _now()
-        with self._tx(write=True) as s:
-            row = self._row(s, name)
-            s.add(CheckRow(design_id=row.id, data=json.dumps(data, sort_keys=True), passed=passed,
-                           seconds=seconds, created_at=now))
-            if update_status and row.status != "verified":
-                row.status = "checked" if passed else "failed"
-        return CheckRecord(design=name, report=data, passed=passed, seconds=seconds, created_at=_dt(now))
 
     def checks(self, name: str) -> list[CheckRecord]:
         """The check reports stored for a design, oldest first."""

@@ -44,10 +44,6 @@ class LineageMixin(TreeStore):
         """Designs the proposal of ``name`` consulted as references."""
         return self._neighbours(name, "reference", up=True)
 
-    def referenced_by(self, name: str) -> list[str]:
-        """Designs whose proposals consulted ``name`` as a reference."""
-        return self._neighbours(name, "reference", up=False)
-
     @staticmethod
     def _closure(s: Session, did: int, up: bool) -> list[tuple[int, str, int]]:
         """(id, name, depth) of every design reachable through parent edges, nearest first."""
@@ -86,13 +82,6 @@ class LineageMixin(TreeStore):
             edges = [EdgeRecord(child=names[c], parent=names[p], kind="parent") for c, p in s.execute(q)]
         return Lineage(design=name, ancestors=[n for _, n, _ in anc], descendants=[n for _, n, _ in desc],
                        edges=edges)
-
-    def child_counts(self) -> dict[str, int]:
-        """Number of children of every design (0 included): the 'visits' of the selector."""
-        with self._tx() as s:
-            counts = _pairs(s.execute(select(EdgeRow.parent_id, func.count()).where(EdgeRow.kind == "parent")
-                                    .group_by(EdgeRow.parent_id)))
-            return {n: int(counts.get(i, 0)) for i, n in s.execute(select(DesignRow.id, DesignRow.name))}
 
     def edges(self, kind: str | None = None) -> list[EdgeRecord]:
         """Every edge (or every edge of one kind), by child then parent in insertion order."""

@@ -26,11 +26,11 @@ from model_discovery.records.scale import ScaleConfig
 from model_discovery.records.train import TrainConfig, TrainResult
 from model_discovery.records.tree import (STATUSES, CheckRecord, DesignRecord, EdgeRecord, Graph, GraphNode,
                                           LeaderboardRow, LeaseRecord, Lineage, ProposalRecord, ResultRecord,
-                                          ReviewRecord, TreeStats, UnitRecord, UnitUsage)
+                                          ReviewRecord, TreeStats)
 
 __all__ = ["ROLES", "Design", "DesignError", "UnitSpec", "ScaleConfig", "DataConfig", "TrainConfig", "TrainResult",
            "CheckConfig", "CheckResult", "CheckReport", "VerifyResult", "Replicate", "over_seeds", "VerifyPick",
            "VerifyOptions", "VerifyJob", "Placement", "Proposal", "Review", "Plan", "UnitPlan",
-           "UnitImplementation", "ReviewContext", "STATUSES", "DesignRecord", "UnitRecord", "UnitUsage",
+           "UnitImplementation", "ReviewContext", "STATUSES", "DesignRecord",
            "EdgeRecord", "ProposalRecord", "ReviewRecord", "CheckRecord", "ResultRecord", "LeaseRecord",
            "LeaderboardRow", "Lineage", "Graph", "GraphNode", "TreeStats", "ConfigFile", "ConfigError"]

@@ -43,25 +43,6 @@ class DesignRecord(_Record):
         return not self.parents
 
 
-class UnitRecord(_Record):
-    """One unit of one stored design."""
-
-    design: str
-    name: str
-    role: str
-    source_hash: str
-
-
-class UnitUsage(_Record):
-    """A distinct unit implementation (name, role, normalised source) and where it is used."""
-
-    name: str
-    role: str
-    source_hash: str
-    n_designs: int
-    first_design: str
-
-
 class EdgeRecord(_Record):
     child: str
     parent: str
