@@ -226,6 +226,8 @@ class DiscoverySystem:
                 if abort.is_set():
                     break
                 report.outcomes.append(self.design_step(goal))
+            until.set()
+            worker.join()  # a stop (KeyboardInterrupt, SystemExit) while waiting aborts the scheduler
         except BaseException:
             abort.set()
             raise
