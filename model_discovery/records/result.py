@@ -79,6 +79,16 @@ class VerifyResult(BaseModel):
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def footing(self) -> str:
+        """The settings its fitness depends on: training tokens, lm-eval on/off, probes on/off.
+
+        Results on different footings are not comparable (another loss unit, other terms in the
+        fitness, more training): they are never ranked together."""
+        tokens = self.train.tokens if self.train is not None else 0
+        return (f"{tokens:,} tokens · lm-eval {'on' if self.eval_metrics else 'off'} · "
+                f"probes {'on' if self.probe_scores else 'off'}")
+
     def seeds(self) -> set[int]:
         """The training seeds this result holds."""
         return {r.seed for r in self.replicates} or {self.seed}

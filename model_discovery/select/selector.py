@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -121,15 +122,30 @@ class Selector:
         self.rescore(tree, scale)
         return next(r for r in tree.results(name, scale))
 
+    def footing(self, tree: EvolutionTree, scale: str) -> str | None:
+        """The footing fitness is ranked on at ``scale``: the baseline's when it is verified there,
+        else the one most results share (the first verified on a tie); None without results."""
+        results = [r.result for r in tree.results(scale=scale) if r.status == "ok"]
+        base = next((r for r in results if r.design == self.config.baseline), None)
+        if base is not None:
+            return base.footing
+        common = Counter(r.footing for r in results).most_common(1)  # ties: the first verified
+        return common[0][0] if common else None
+
     def rescore(self, tree: EvolutionTree, scale: str) -> int:
-        """Recompute every fitness at ``scale`` (baseline and counted tasks may have changed)."""
+        """Recompute every fitness at ``scale`` (baseline and counted tasks may have changed).
+
+        Only results on the rung's :meth:`footing` get a fitness: one verified under other settings
+        (tokens, lm-eval, probes) is kept apart, with none, rather than ranked with the others."""
+        footing = self.footing(tree, scale)
         results = [r for r in tree.results(scale=scale) if r.status == "ok"]
-        base = next((r.result for r in results if r.design == self.config.baseline), None)
-        counted = informative_tasks([r.result for r in results], self.config.fitness)
+        same = [r for r in results if r.result.footing == footing]
+        base = next((r.result for r in same if r.design == self.config.baseline), None)
+        counted = informative_tasks([r.result for r in same], self.config.fitness)
         changed = 0
         for res in results:
             try:
-                est: Estimate | None = self.score(res.result, base, counted)
+                est: Estimate | None = self.score(res.result, base, counted) if res.result.footing == footing else None
             except FitnessError:
                 est = None
             fit, se = (est.mean, est.se) if est is not None else (None, None)

@@ -264,10 +264,15 @@ def fit(trainer: Trainer, batch_at: BatchAt) -> list[float]:
 
 
 def _write_progress(path: Path, progress: TrainProgress) -> None:
-    """Replace ``path`` with ``progress`` (written aside, then renamed: a reader never sees half)."""
+    """Replace ``path`` with ``progress`` (written aside, then renamed: a reader never sees half);
+    a progress note that cannot be written is skipped, the training goes on."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(progress.model_dump_json())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(progress.model_dump_json())
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("progress not written to %s: %s", path, exc)
 
 
 def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path | None = None,
