@@ -25,6 +25,8 @@ from model_discovery.evolution import EvolutionTree
 
 #: seconds a cached query result stays fresh
 QUERY_TTL_S = 5
+#: seconds between refreshes of the sidebar's run summary
+SUMMARY_REFRESH_S = 10
 DEFAULT_RUN_DIR = "runs/default"
 RUN_DIR_KEY = "modis_run_dir"
 DESIGN_KEY = "modis_design"
@@ -32,6 +34,7 @@ DESIGN_KEY = "modis_design"
 #: page scripts, relative to ``main.py`` (used by ``st.switch_page``)
 PAGE_DESIGN = "pages/design.py"
 PAGE_EVOLVE = "pages/evolve.py"
+PAGE_COMPARE = "pages/compare.py"
 
 
 # -- run directory ------------------------------------------------------------------------------
@@ -56,13 +59,21 @@ def sidebar() -> Path:
         path = run_dir()
         if st.button("Refresh data", icon=":material/refresh:", width="stretch"):
             clear_query_caches()
-        stats = tree_stats(tree_url(path)) if tree_url(path) else None
-        if stats is None:
-            st.caption(f"`{path}`: no tree yet")
-        else:
-            st.caption(f"`{path}`: {stats['designs']} designs, "
-                       f"{sum(stats['results_by_scale'].values())} verifications")
+        run_summary(path)
     return path
+
+
+@st.fragment(run_every=SUMMARY_REFRESH_S)
+def run_summary(path: Path) -> None:
+    """One line on the run (refreshed on its own, so it stays current while a run goes on)."""
+    url = tree_url(path)
+    stats = tree_stats(url) if url else None
+    if stats is None:
+        st.caption(f"`{path}`: no tree yet")
+    else:
+        live = sum(stats["leases_by_scale"].values())
+        st.caption(f"`{path}`: {stats['designs']} designs, {sum(stats['results_by_scale'].values())} "
+                   f"verifications" + (f", {live} in progress" if live else ""))
 
 
 # -- tree access --------------------------------------------------------------------------------

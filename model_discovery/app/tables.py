@@ -135,12 +135,21 @@ def check_table(report: Mapping[str, Any]) -> pd.DataFrame:
         items = report.get(key)
         if isinstance(items, list) and items and all(isinstance(i, Mapping) for i in items):
             rows = [{k: _cell(v) for k, v in item.items()} for item in items]
-            return pd.DataFrame(rows)
+            return _check_columns(pd.DataFrame(rows))
         if isinstance(items, Mapping) and items and all(isinstance(v, Mapping) for v in items.values()):
             rows = [{"check": name, **{k: _cell(v) for k, v in item.items()}} for name, item in items.items()]
-            return pd.DataFrame(rows)
+            return _check_columns(pd.DataFrame(rows))
     rows = [{"field": k, "value": _cell(v)} for k, v in report.items()]
     return pd.DataFrame(rows, columns=["field", "value"])
+
+
+#: leading columns of a check table; nested data (figures) comes last
+CHECK_COLUMNS = ["check", "name", "passed", "seconds", "message"]
+
+
+def _check_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    first = [c for c in CHECK_COLUMNS if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
 
 
 def _cell(value: Any) -> Any:

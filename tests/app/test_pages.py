@@ -16,7 +16,7 @@ from model_discovery.gau import LADDER, list_seeds, load_seed
 
 from modis_app_fixtures import MAIN, load, verify_record
 
-PAGES = ["evolve", "tree", "leaderboard", "design", "verify", "knowledge", "config"]
+PAGES = ["evolve", "tree", "leaderboard", "design", "compare", "charts", "verify", "knowledge", "config"]
 
 
 def texts(elements: object) -> list[str]:
@@ -263,3 +263,22 @@ def test_evolve_starts_and_stops_a_real_discovery_run(empty_run: Path) -> None:
     assert "Start run" in [b.label for b in at.button]
     assert any("**Status:** stopped" in t for t in texts(at.markdown))
     assert "discover" in (empty_run / "discover.log").read_text().splitlines()[0]
+
+
+def test_compare_view_diffs_units_and_charts_curves(populated_run: tuple[Path, dict]) -> None:
+    run_dir, facts = populated_run
+    at = load(run_dir, "compare", **{DESIGN_KEY: facts["swapped"]})
+    diff = at.dataframe[0].value
+    assert set(diff["change"]) >= {"added", "removed"}  # one mixer swapped for another
+    assert any("units changed from `gpt2` to" in t for t in texts(at.caption))
+    assert at.get("plotly_chart")  # validation curves of the pair and the baseline
+    side = at.dataframe[-1].value
+    assert "gpt2" in side.columns and "fitness" in side.index
+
+
+def test_run_charts_show_fitness_budget_and_usage(populated_run: tuple[Path, dict]) -> None:
+    run_dir, _ = populated_run
+    at = load(run_dir, "charts")
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert len(specs) == 3 and all("per generation" in s or "per design step" in s or "budget" in s for s in specs)  # fitness per step, per generation, budget over time
+    assert any("No LLM calls recorded" in t for t in texts(at.info))
