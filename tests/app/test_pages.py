@@ -265,6 +265,14 @@ def test_evolve_starts_and_stops_a_real_discovery_run(empty_run: Path) -> None:
     assert "discover" in (empty_run / "discover.log").read_text().splitlines()[0]
 
 
+def test_leaderboard_shows_bpb_and_accuracy_by_default(populated_run: tuple[Path, dict]) -> None:
+    run_dir, _ = populated_run
+    at = load(run_dir, "leaderboard")
+    assert by_label(at.multiselect, "Metrics").value == ["eval_metrics.local_ppl/bits_per_byte",
+                                                         "eval_metrics.local_nextline/acc", "final_val_loss"]
+    assert any("ranked on one footing" in t for t in texts(at.markdown))
+
+
 def test_compare_view_diffs_units_and_charts_curves(populated_run: tuple[Path, dict]) -> None:
     run_dir, facts = populated_run
     at = load(run_dir, "compare", **{DESIGN_KEY: facts["swapped"]})

@@ -33,8 +33,7 @@ with c1:
         st.info("No fitness yet.")
     else:
         long = steps.melt(id_vars=["rung", "step"], value_vars=["best", "mean"], var_name="stat", value_name="fitness")
-        long["series"] = long["rung"] + " · " + long["stat"]
-        fig = px.line(long, x="step", y="fitness", color="series", markers=True,
+        fig = px.line(long, x="step", y="fitness", color="rung", line_dash="stat", markers=True,
                       title="best and mean fitness per design step")
         fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10})
         st.plotly_chart(fig, width="stretch", key="fitness_steps")
@@ -45,8 +44,7 @@ with c2:
     else:
         long = gens.melt(id_vars=["rung", "generation"], value_vars=["best", "mean"], var_name="stat",
                          value_name="fitness")
-        long["series"] = long["rung"] + " · " + long["stat"]
-        fig = px.line(long, x="generation", y="fitness", color="series", markers=True,
+        fig = px.line(long, x="generation", y="fitness", color="rung", line_dash="stat", markers=True,
                       title="best and mean fitness per generation")
         fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis={"dtick": 1})
         st.plotly_chart(fig, width="stretch", key="fitness_generations")
