@@ -149,6 +149,18 @@ def no_designs_yet() -> None:
     st.page_link(PAGE_EVOLVE, label="Go to evolve", icon=":material/play_arrow:")
 
 
+def designs_or_stop() -> tuple[str, EvolutionTree, list[str]]:
+    """(tree URL, tree, design names) of the run; shows the empty state and stops the page when
+    the run has no designs yet."""
+    url = tree_url(run_dir())
+    names = design_names(url) if url else []
+    tree = open_tree()
+    if not names or url is None or tree is None:
+        no_designs_yet()
+        st.stop()
+    return url, tree, names  # type: ignore[return-value]
+
+
 def open_design(name: str) -> None:
     """Show ``name`` in the design viewer (switches page)."""
     st.session_state[DESIGN_KEY] = name

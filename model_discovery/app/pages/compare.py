@@ -12,13 +12,7 @@ from model_discovery.app import charts, common, tables
 BASELINE = "gpt2"
 
 st.title("Compare designs")
-url = common.tree_url(common.run_dir())
-names = common.design_names(url) if url else []
-if not names:
-    common.no_designs_yet()
-    st.stop()
-tree = common.open_tree()
-assert tree is not None
+url, tree, names = common.designs_or_stop()
 
 current = st.session_state.get(common.DESIGN_KEY)
 child_default = current if current in names else names[-1]

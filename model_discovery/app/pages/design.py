@@ -12,13 +12,7 @@ from model_discovery.records import DesignError
 PICK = "design_pick"
 
 st.title("Design viewer")
-url = common.tree_url(common.run_dir())
-names = common.design_names(url) if url else []
-if not names:
-    common.no_designs_yet()
-    st.stop()
-tree = common.open_tree()
-assert tree is not None
+url, tree, names = common.designs_or_stop()
 
 
 def _goto(name: str) -> None:
