@@ -140,3 +140,13 @@ def test_unit_diff_and_robust_colour_range() -> None:
     assert "999" in charts.source_diff(parent, child, unit)
     assert robust_range([0.0] * 19 + [-50.0] + [0.1] * 20) == (0.0, 0.1)  # one outlier does not stretch it
     assert robust_range([1.0]) is None
+
+
+def test_gui_listens_on_localhost_unless_told_otherwise() -> None:
+    from typer.testing import CliRunner
+
+    from model_discovery.cli import app
+
+    out = CliRunner().invoke(app, ["gui", "--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0
+    assert "--address" in out.output and "127.0.0.1" in out.output
