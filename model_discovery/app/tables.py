@@ -78,7 +78,7 @@ def leaderboard_frame(rows: Sequence[LeaderboardRow], results: Sequence[ResultRe
     (failed, or verified on another footing than its rung's) has no rank.
     """
     metrics = {(r.design, r.scale): flatten_metrics(r.record) for r in results}
-    footings = {(r.design, r.scale): r.result.footing for r in results}
+    footings = {(r.design, r.scale): r.result.footing(LADDER.get(r.scale)) for r in results}
     names = _metric_order({k for m in metrics.values() for k in m})
     data = []
     for row in rows:

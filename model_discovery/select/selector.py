@@ -125,11 +125,12 @@ class Selector:
     def footing(self, tree: EvolutionTree, scale: str) -> str | None:
         """The footing fitness is ranked on at ``scale``: the baseline's when it is verified there,
         else the one most results share (the first verified on a tie); None without results."""
+        rung = LADDER.get(scale)
         results = [r.result for r in tree.results(scale=scale) if r.status == "ok"]
         base = next((r for r in results if r.design == self.config.baseline), None)
         if base is not None:
-            return base.footing
-        common = Counter(r.footing for r in results).most_common(1)  # ties: the first verified
+            return base.footing(rung)
+        common = Counter(r.footing(rung) for r in results).most_common(1)  # ties: the first verified
         return common[0][0] if common else None
 
     def rescore(self, tree: EvolutionTree, scale: str) -> int:
@@ -137,15 +138,15 @@ class Selector:
 
         Only results on the rung's :meth:`footing` get a fitness: one verified under other settings
         (tokens, lm-eval, probes) is kept apart, with none, rather than ranked with the others."""
-        footing = self.footing(tree, scale)
+        footing, rung = self.footing(tree, scale), LADDER.get(scale)
         results = [r for r in tree.results(scale=scale) if r.status == "ok"]
-        same = [r for r in results if r.result.footing == footing]
+        same = [r for r in results if r.result.footing(rung) == footing]
         base = next((r.result for r in same if r.design == self.config.baseline), None)
         counted = informative_tasks([r.result for r in same], self.config.fitness)
         changed = 0
         for res in results:
             try:
-                est: Estimate | None = self.score(res.result, base, counted) if res.result.footing == footing else None
+                est: Estimate | None = self.score(res.result, base, counted) if res.result.footing(rung) == footing else None
             except FitnessError:
                 est = None
             fit, se = (est.mean, est.se) if est is not None else (None, None)
