@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -21,7 +25,7 @@ from model_discovery.gau.hf_export import export_hf, export_verified
 from model_discovery.gau.library import list_seeds, load_seed
 from model_discovery.records import DesignError
 from model_discovery.system import BuildSystem
-from model_discovery.verify import verify_command
+from model_discovery.verify import kill_sandboxes, verify_command
 
 app = typer.Typer(help="Discover language-model architectures by evolutionary search over GAU trees.",
                   no_args_is_help=True, add_completion=False)
@@ -35,6 +39,26 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="system config YAML (see e
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+def _stop(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop: the cleanup is not interrupted again
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def stoppable() -> Iterator[None]:
+    """SIGTERM (the GUI's Stop) ends the command like Ctrl-C: ``finally`` blocks run, so the
+    scheduler releases its leases, and then every sandboxed child of this process is killed
+    (each removes its temporary folders)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop) if main else None
+    try:
+        yield
+    finally:
+        kill_sandboxes()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _system(config: Optional[Path], run_dir: Path, **overrides: object):  # noqa: ANN202
@@ -70,10 +94,11 @@ def discover(
     system = _system(config, run_dir, selector=selector, agent_spec_dir=agents, steps=steps,
                      ladder=[scale] if scale else None, workers=workers,
                      verify={**({"eval": False} if no_eval else {}), **({"probes": False} if no_probes else {})})
-    try:
-        report = system(request)
-    finally:
-        system.close()
+    with stoppable():
+        try:
+            report = system(request)
+        finally:
+            system.close()
     typer.echo(report.summary())
 
 
@@ -86,11 +111,12 @@ def design(
 ) -> None:
     """Run one design step (propose, review, implement, check, commit) without verifying."""
     system = _system(config, run_dir, agent_spec_dir=agents)
-    try:
-        system.bootstrap()
-        outcome = system.design_step(goal)
-    finally:
-        system.close()
+    with stoppable():
+        try:
+            system.bootstrap()
+            outcome = system.design_step(goal)
+        finally:
+            system.close()
     typer.echo(outcome.model_dump_json(indent=2))
     raise typer.Exit(0 if outcome.status == "committed" else 1)
 
@@ -128,9 +154,11 @@ def verify(ref: str = typer.Argument(..., help="design JSON path or seed name"),
     """Train and evaluate a design at one rung; write its result record."""
     overrides = {k: v for k, v in {"train_tokens": train_tokens, "compile": compile or None,
                                    "device": device}.items() if v is not None}
-    raise typer.Exit(verify_command(ref, scale, str(out_dir or Path("runs/verify") / f"{Path(ref).stem}@{scale}"),
-                                    eval=not no_eval, probes=not no_probes, wandb=not no_wandb,
-                                    train_overrides=overrides or None, replicates=replicates))
+    with stoppable():
+        code = verify_command(ref, scale, str(out_dir or Path("runs/verify") / f"{Path(ref).stem}@{scale}"),
+                              eval=not no_eval, probes=not no_probes, wandb=not no_wandb,
+                              train_overrides=overrides or None, replicates=replicates)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -206,20 +234,25 @@ def serve(
               **({"wandb": False} if no_wandb else {}), **({"compile": True} if compile else {})}
     system = _system(config, run_dir, tree_url=tree_url, ladder=scale or None, runner=runner, workers=workers,
                      lease_ttl_s=lease_ttl, budgets=budgets or None, verify=verify)
-    try:
-        done = system.serve(owner, max_jobs=max_jobs, exit_when_idle=exit_when_idle, poll_s=poll)
-    finally:
-        system.close()
+    with stoppable():
+        try:
+            done = system.serve(owner, max_jobs=max_jobs, exit_when_idle=exit_when_idle, poll_s=poll)
+        finally:
+            system.close()
     typer.echo(f"verified {len(done)}: {', '.join(done) or '-'}")
 
 
 @app.command()
-def gui(port: int = typer.Option(8501, "--port"), run_dir: Path = RunDir) -> None:
-    """Start the Streamlit front-end."""
+def gui(port: int = typer.Option(8501, "--port"), run_dir: Path = RunDir,
+        address: str = typer.Option("127.0.0.1", "--address",
+                                    help="interface to listen on (the GUI starts processes: "
+                                         "0.0.0.0 exposes that to the network)")) -> None:
+    """Start the Streamlit front-end (listens on 127.0.0.1 unless --address says otherwise)."""
     main = Path(__file__).with_name("app") / "main.py"
     env = {**os.environ, "MODIS_RUN_DIR": str(run_dir)}
     raise typer.Exit(subprocess.call([sys.executable, "-m", "streamlit", "run", str(main),
-                                      "--server.port", str(port), "--server.headless", "true",
+                                      "--server.port", str(port), "--server.address", address,
+                                      "--server.headless", "true",
                                       "--client.toolbarMode", "minimal"], env=env))
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from model_discovery.agents import build_agents, default_spec_dir, load_agent_specs
-from model_discovery.agents.usage import UsageLedger
+from model_discovery.agents.usage import USAGE_DIR, UsageLedger
 from model_discovery.check import run_checks
 from model_discovery.config import ConfigError, SystemConfig
 from model_discovery.design import DesignFlow, DesignOutcome
@@ -86,6 +87,8 @@ class DiscoverySystem:
         self.runner = self._make_runner()
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._state_path = config.run_dir / "state.json"
+        #: this process's LLM calls (each run of the process keeps its own file)
+        self.usage_path = config.run_dir / USAGE_DIR / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}.json"
 
     # -- wiring -----------------------------------------------------------------------------
     def _make_selector(self) -> Selector:
@@ -184,6 +187,8 @@ class DiscoverySystem:
         self._save_state({"step": state["step"] + 1, "thread": None})
         with (self.config.run_dir / "outcomes.jsonl").open("a") as fh:
             fh.write(outcome.model_dump_json() + "\n")
+        if self.usage.records:  # the LLM calls of this process so far (the GUI charts them per role)
+            self.usage.save(self.usage_path)
         return outcome
 
     def _observe(self, job: VerifyJob, pick: VerifyPick, row: ResultRecord, result: VerifyResult) -> None:
@@ -226,6 +231,8 @@ class DiscoverySystem:
                 if abort.is_set():
                     break
                 report.outcomes.append(self.design_step(goal))
+            until.set()
+            worker.join()  # a stop (KeyboardInterrupt, SystemExit) while waiting aborts the scheduler
         except BaseException:
             abort.set()
             raise

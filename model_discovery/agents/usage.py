@@ -20,6 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from model_discovery.errors import field_error
 
+#: folder of a run directory that holds the LLM usage records, one JSON list per process
+USAGE_DIR = "usage"
+
 _CURRENT_DESIGN: contextvars.ContextVar[str | None] = contextvars.ContextVar("modis_design", default=None)
 
 
@@ -156,6 +159,14 @@ class UsageLedger:
     def by_design(self) -> dict[str, UsageTotals]:
         """Totals per design tag (calls made outside any design scope are under ``"-"``)."""
         return self._group("design")
+
+    @staticmethod
+    def load_records(path: str | Path) -> list[UsageRecord]:
+        """The records of a file written by :meth:`save` (raises ``ValueError`` naming the file)."""
+        try:
+            return [UsageRecord.model_validate(r) for r in json.loads(Path(path).read_text())]
+        except (OSError, ValueError, TypeError, ValidationError) as exc:
+            raise ValueError(f"{path}: {field_error(exc) if isinstance(exc, ValidationError) else exc}") from exc
 
     def save(self, path: str | Path) -> Path:
         """Write all records as a JSON list."""

@@ -25,6 +25,8 @@ from model_discovery.evolution import EvolutionTree
 
 #: seconds a cached query result stays fresh
 QUERY_TTL_S = 5
+#: seconds between refreshes of the sidebar's run summary
+SUMMARY_REFRESH_S = 10
 DEFAULT_RUN_DIR = "runs/default"
 RUN_DIR_KEY = "modis_run_dir"
 DESIGN_KEY = "modis_design"
@@ -32,6 +34,7 @@ DESIGN_KEY = "modis_design"
 #: page scripts, relative to ``main.py`` (used by ``st.switch_page``)
 PAGE_DESIGN = "pages/design.py"
 PAGE_EVOLVE = "pages/evolve.py"
+PAGE_COMPARE = "pages/compare.py"
 
 
 # -- run directory ------------------------------------------------------------------------------
@@ -56,13 +59,21 @@ def sidebar() -> Path:
         path = run_dir()
         if st.button("Refresh data", icon=":material/refresh:", width="stretch"):
             clear_query_caches()
-        stats = tree_stats(tree_url(path)) if tree_url(path) else None
-        if stats is None:
-            st.caption(f"`{path}`: no tree yet")
-        else:
-            st.caption(f"`{path}`: {stats['designs']} designs, "
-                       f"{sum(stats['results_by_scale'].values())} verifications")
+        run_summary(path)
     return path
+
+
+@st.fragment(run_every=SUMMARY_REFRESH_S)
+def run_summary(path: Path) -> None:
+    """One line on the run (refreshed on its own, so it stays current while a run goes on)."""
+    url = tree_url(path)
+    stats = tree_stats(url) if url else None
+    if stats is None:
+        st.caption(f"`{path}`: no tree yet")
+    else:
+        live = sum(stats["leases_by_scale"].values())
+        st.caption(f"`{path}`: {stats['designs']} designs, {sum(stats['results_by_scale'].values())} "
+                   f"verifications" + (f", {live} in progress" if live else ""))
 
 
 # -- tree access --------------------------------------------------------------------------------
@@ -136,6 +147,18 @@ def no_designs_yet() -> None:
     """The friendly empty state shown by pages that need designs."""
     st.info("No designs yet — start a run on the evolve page.", icon=":material/info:")
     st.page_link(PAGE_EVOLVE, label="Go to evolve", icon=":material/play_arrow:")
+
+
+def designs_or_stop() -> tuple[str, EvolutionTree, list[str]]:
+    """(tree URL, tree, design names) of the run; shows the empty state and stops the page when
+    the run has no designs yet."""
+    url = tree_url(run_dir())
+    names = design_names(url) if url else []
+    tree = open_tree()
+    if not names or url is None or tree is None:
+        no_designs_yet()
+        st.stop()
+    return url, tree, names  # type: ignore[return-value]
 
 
 def open_design(name: str) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +23,12 @@ from typing import Any, Literal
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
+
+from model_discovery.evolution import EvolutionTree
+
+#: name prefixes of a sandbox's temporary folders (model_discovery.check.sandbox)
+SANDBOX_CONTROL_PREFIX = "modis-sbx-ctl-"
+SANDBOX_WORK_PREFIX = "modis-sbx-work-"
 
 JobState = Literal["idle", "running", "finished", "failed", "stopped"]
 
@@ -139,30 +147,96 @@ def job_status(job_dir: Path, name: str) -> JobStatus:
     return JobStatus(state="finished" if code == 0 else "failed", returncode=code, **base)
 
 
+def job_processes(pid: int) -> list[psutil.Process]:
+    """The job's process and every descendant, also those in sessions of their own (sandboxes)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def sandbox_folders(procs: list[psutil.Process]) -> set[Path]:
+    """Temporary folders of the sandboxed processes among ``procs``: the control folder named in
+    the child's command line (``modis-sbx-ctl-*/job.json``) and its work folder (its cwd)."""
+    found: set[Path] = set()
+    for proc in procs:
+        try:
+            cmd = proc.cmdline()
+            cwd = Path(proc.cwd())
+        except psutil.Error:
+            continue
+        for arg in cmd:
+            if SANDBOX_CONTROL_PREFIX in arg and arg.endswith("job.json"):
+                found.add(Path(arg).parent)
+                if cwd.name.startswith(SANDBOX_WORK_PREFIX):
+                    found.add(cwd)
+    return found
+
+
 def stop_job(job_dir: Path, name: str, timeout_s: float = 10.0) -> JobStatus:
-    """Stop the job's whole process group: SIGTERM, then SIGKILL after ``timeout_s``."""
+    """Stop the job and every process it started.
+
+    SIGTERM goes to the job's process group; ``modis`` then ends like on Ctrl-C (the scheduler
+    releases its leases, the sandboxed children are killed and remove their folders). After
+    ``timeout_s`` the group gets SIGKILL. Whatever is left then (sandboxed children run in
+    sessions of their own) is killed one by one and their temporary folders removed. The pids
+    of the job's processes are kept in the job's JSON (``stopped_pids``), so that the leases
+    they held can be released (:func:`stopped_owner_pids`).
+    """
     status = job_status(job_dir, name)
     if not status.running or status.pid is None:
         return status
     pgid = status.pid  # the job leads its own session, so its pid is its group id
+    procs = job_processes(pgid)
+    folders = sandbox_folders(procs)
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and group_alive(pgid):
-        time.sleep(0.1)
-    if group_alive(pgid):
+    _wait_gone(pgid, procs, timeout_s)
+    for proc in job_processes(pgid) + procs:  # late children too
         try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
+            proc.kill()
+        except psutil.Error:
             pass
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and group_alive(pgid):
-            time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _wait_gone(pgid, procs, 5.0)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
     p = _paths(job_dir, name)
-    _write_json(p["json"], {**_read_json(p["json"]), "stopped": True, "ended_at": time.time()})
+    _write_json(p["json"], {**_read_json(p["json"]), "stopped": True, "ended_at": time.time(),
+                            "stopped_pids": sorted(proc.pid for proc in procs)})
     return job_status(job_dir, name)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _wait_gone(pgid: int, procs: list[psutil.Process], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (group_alive(pgid) or any(_alive(p) for p in procs)):
+        time.sleep(0.1)
+
+
+def stopped_owner_pids(job_dir: Path, name: str) -> set[int]:
+    """Pids of the processes a stopped job had (lease owners are ``host:pid``)."""
+    return {int(p) for p in _read_json(_paths(job_dir, name)["json"]).get("stopped_pids") or []}
+
+
+def release_leases(tree: EvolutionTree, pids: set[int]) -> list[str]:
+    """Release the verification leases held by processes ``pids`` of this host (a stopped job's);
+    returns the ``design@rung`` pairs freed."""
+    owners = {f"{socket.gethostname()}:{pid}" for pid in pids}
+    return [f"{lease.design}@{lease.scale}" for lease in tree.leases()
+            if lease.owner in owners and tree.release(lease.design, lease.scale, lease.owner)]
 
 
 def group_alive(pgid: int) -> bool:

@@ -45,6 +45,17 @@ def layered_positions(nodes: Sequence[Mapping[str, Any]], edges: Sequence[Mappin
     return pos
 
 
+def robust_range(values: Sequence[float], q: float = 0.05) -> tuple[float, float] | None:
+    """Colour-scale limits an outlier cannot stretch: the ``q`` and ``1 − q`` quantiles of
+    ``values`` (nearest rank); None for fewer than two distinct values."""
+    vals = sorted(values)
+    if len(vals) < 2 or vals[0] == vals[-1]:
+        return None
+    k = int(q * (len(vals) - 1) + 0.5)
+    lo, hi = vals[k], vals[len(vals) - 1 - k]
+    return (lo, hi) if hi > lo else (vals[0], vals[-1])
+
+
 def _fmt(value: Any) -> str:
     return "—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
@@ -94,9 +105,11 @@ def tree_figure(nodes: Sequence[Mapping[str, Any]], edges: Sequence[Mapping[str,
         fig.add_trace(trace(without, "not verified", {"color": NO_FITNESS_COLOUR, "size": size,
                                                       "line": {"width": 1, "color": "#6b7280"}}))
     if with_fit:
+        limits = robust_range([n["fitness"] for n in with_fit])
         fig.add_trace(trace(with_fit, "fitness", {
             "color": [n["fitness"] for n in with_fit], "colorscale": "Viridis", "size": size,
-            "showscale": True, "colorbar": {"title": {"text": "fitness"}, "thickness": 14},
+            **({"cmin": limits[0], "cmax": limits[1]} if limits else {}),
+            "showscale": True, "colorbar": {"title": {"text": "fitness<br>(5–95 %)"}, "thickness": 14},
             "line": {"width": 1, "color": "#1f2937"}}))
     if highlight and highlight in pos:
         x, y = pos[highlight]

@@ -17,6 +17,8 @@ PAGES = [
     st.Page("pages/tree.py", title="Tree", icon=":material/account_tree:", url_path="tree"),
     st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", url_path="leaderboard"),
     st.Page("pages/design.py", title="Design viewer", icon=":material/schema:", url_path="design"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page("pages/charts.py", title="Run charts", icon=":material/monitoring:", url_path="charts"),
     st.Page("pages/verify.py", title="Verify", icon=":material/fact_check:", url_path="verify"),
     st.Page("pages/knowledge.py", title="Knowledge", icon=":material/menu_book:", url_path="knowledge"),
     st.Page("pages/config.py", title="Config", icon=":material/settings:", url_path="config"),

@@ -15,12 +15,21 @@ from model_discovery.gau.scales import LADDER
 from model_discovery.records import Design, LeaderboardRow, ResultRecord, ScaleConfig
 
 #: leading columns of the leaderboard, in order
-BASE_COLUMNS = ["rank", "design", "scale", "fitness", "fitness_se", "seeds", "status", "operator", "generation"]
+BASE_COLUMNS = ["rank", "design", "scale", "fitness", "fitness_se", "seeds", "footing", "status", "operator",
+                "generation"]
+#: what fitness means, for tooltips and captions
+FITNESS_HELP = ("Fitness: higher is better. Relative to the baseline (the gpt2 seed verified at the same rung "
+                "under the same settings): (loss_b − loss)/loss_b, with loss in bits per byte when lm-eval ran "
+                "(else nats per token), plus the mean accuracy gain over tasks above chance and half the mean "
+                "probe-score gain; 0 = as good as the baseline. Mean ± standard error over training seeds. "
+                "Only results on the rung's footing (training tokens, lm-eval on/off, probes on/off) are "
+                "ranked; results verified under other settings have no fitness and show their footing.")
+BPB_METRIC = "eval_metrics.local_ppl/bits_per_byte"
 #: record keys that are not metrics (text, paths, curves)
 _SKIP_KEYS = {"design", "fingerprint", "scale", "status", "error", "error_kind", "warnings", "data_dir",
               "out_dir", "wandb_dir", "created_at", "train_loss", "val_loss", "device", "dtype"}
 #: metrics shown first when present
-PREFERRED_METRICS = ["final_val_loss", "spread.final_val_loss", "tokens_per_s", "wall_s", "train.n_params",
+PREFERRED_METRICS = [BPB_METRIC, "final_val_loss", "spread.final_val_loss", "tokens_per_s", "wall_s", "train.n_params",
                      "train.tokens", "peak_memory_bytes"]
 MAX_METRICS = 60
 
@@ -41,6 +50,20 @@ def flatten_metrics(record: Mapping[str, Any], prefix: str = "", depth: int = 2)
     return out
 
 
+def accuracy_metrics(names: Iterable[str]) -> list[str]:
+    """The eval accuracy columns among ``names`` (``…/acc_norm`` where a task has it, else ``…/acc``)."""
+    names = sorted(set(names))
+    norm = {n.removesuffix("_norm") for n in names if n.endswith("/acc_norm")}
+    return [n for n in names if n.startswith("eval_metrics.") and
+            (n.endswith("/acc_norm") or (n.endswith("/acc") and n not in norm))]
+
+
+def default_metrics(names: Iterable[str]) -> list[str]:
+    """The metric columns shown by default: bits per byte, the accuracies, the validation loss."""
+    names = list(names)
+    return [m for m in (BPB_METRIC, *accuracy_metrics(names), "final_val_loss") if m in names]
+
+
 def _metric_order(names: Iterable[str]) -> list[str]:
     names = set(names)
     first = [m for m in PREFERRED_METRICS if m in names]
@@ -51,16 +74,19 @@ def leaderboard_frame(rows: Sequence[LeaderboardRow], results: Sequence[ResultRe
     """Leaderboard rows joined with the numeric metrics of their result records.
 
     One row per (design, scale), ranked within each rung (largest rung first), with the columns
-    :data:`BASE_COLUMNS` followed by the metrics found in the records.
+    :data:`BASE_COLUMNS` followed by the metrics found in the records. A result without fitness
+    (failed, or verified on another footing than its rung's) has no rank.
     """
     metrics = {(r.design, r.scale): flatten_metrics(r.record) for r in results}
+    footings = {(r.design, r.scale): r.result.footing(LADDER.get(r.scale)) for r in results}
     names = _metric_order({k for m in metrics.values() for k in m})
     data = []
     for row in rows:
         m = metrics.get((row.design, row.scale), {})
-        data.append({"rank": row.rank, "design": row.design, "scale": row.scale, "fitness": row.fitness,
-                     "fitness_se": row.fitness_se, "seeds": row.seeds, "status": row.status, "operator": row.operator, "generation": row.generation,
-                     **{n: m.get(n) for n in names}})
+        data.append({"rank": row.rank if row.fitness is not None else None, "design": row.design,
+                     "scale": row.scale, "fitness": row.fitness, "fitness_se": row.fitness_se, "seeds": row.seeds,
+                     "footing": footings.get((row.design, row.scale)), "status": row.status,
+                     "operator": row.operator, "generation": row.generation, **{n: m.get(n) for n in names}})
     return pd.DataFrame(data, columns=BASE_COLUMNS + names)
 
 
@@ -109,12 +135,21 @@ def check_table(report: Mapping[str, Any]) -> pd.DataFrame:
         items = report.get(key)
         if isinstance(items, list) and items and all(isinstance(i, Mapping) for i in items):
             rows = [{k: _cell(v) for k, v in item.items()} for item in items]
-            return pd.DataFrame(rows)
+            return _check_columns(pd.DataFrame(rows))
         if isinstance(items, Mapping) and items and all(isinstance(v, Mapping) for v in items.values()):
             rows = [{"check": name, **{k: _cell(v) for k, v in item.items()}} for name, item in items.items()]
-            return pd.DataFrame(rows)
+            return _check_columns(pd.DataFrame(rows))
     rows = [{"field": k, "value": _cell(v)} for k, v in report.items()]
     return pd.DataFrame(rows, columns=["field", "value"])
+
+
+#: leading columns of a check table; nested data (figures) comes last
+CHECK_COLUMNS = ["check", "name", "passed", "seconds", "message"]
+
+
+def _check_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    first = [c for c in CHECK_COLUMNS if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
 
 
 def _cell(value: Any) -> Any:

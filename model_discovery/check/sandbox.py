@@ -58,6 +58,10 @@ DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = (
 _RESULT_CAP_BYTES = 32 * 1024 * 1024
 _STDERR_TAIL_CHARS = 2000
 
+#: process group ids of the sandboxed children running now (each leads its own session)
+_LIVE: set[int] = set()
+_LIVE_LOCK = threading.Lock()
+
 OutcomeKind = Literal["ok", "timeout", "memory", "crash", "violation", "exception"]
 
 
@@ -218,6 +222,24 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def live_sandboxes() -> list[int]:
+    """Process group ids of this process's sandboxed children that are running now."""
+    with _LIVE_LOCK:
+        return sorted(_LIVE)
+
+
+def kill_sandboxes() -> int:
+    """Kill every sandboxed child of this process now (a stopping process ends what it started).
+
+    Each :func:`run_sandboxed` waiting on a killed child then returns a ``crash`` outcome and
+    removes its temporary folders as usual. Returns how many process groups were signalled.
+    """
+    groups = live_sandboxes()
+    for pgid in groups:
+        _kill_group(pgid)
+    return len(groups)
+
+
 def _compiler_cache_dirs(work: Path) -> tuple[Path, Path]:
     """Where Inductor and Triton keep the code they generate, inside the child's work dir."""
     return work / "torchinductor", work / "triton"
@@ -317,6 +339,8 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
                 [*prefix, sys.executable, "-I", "-m", "model_discovery.check._child", str(job_path), str(write_fd)],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=str(work),
                 env=env, pass_fds=(write_fd,), start_new_session=True, close_fds=True)
+        with _LIVE_LOCK:
+            _LIVE.add(proc.pid)
         os.close(write_fd)
         write_fd = -1
 
@@ -427,9 +451,12 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
             ferror = f"{ferror} (during {phase})"
         return SandboxOutcome(ok=False, kind=fkind, result=result, error=ferror, **common)
     finally:
-        if proc is not None and proc.poll() is None:
-            _kill_group(proc.pid)
-            proc.wait()
+        if proc is not None:
+            if proc.poll() is None:
+                _kill_group(proc.pid)
+                proc.wait()
+            with _LIVE_LOCK:
+                _LIVE.discard(proc.pid)
         for fd in (read_fd, write_fd):
             if fd >= 0:
                 try:

@@ -6,7 +6,7 @@ One concept per module, importing nothing of the project but :mod:`model_discove
 - :mod:`.design`: ``Design``, ``UnitSpec``, ``DesignError`` (designs as data);
 - :mod:`.scale`: ``ScaleConfig`` (one rung of the ladder);
 - :mod:`.data`: ``DataConfig`` (where the corpus comes from);
-- :mod:`.train`: ``TrainConfig``, ``TrainResult``;
+- :mod:`.train`: ``TrainConfig``, ``TrainResult``, ``TrainProgress``;
 - :mod:`.check`: ``CheckConfig``, ``CheckResult``, ``CheckReport``;
 - :mod:`.result`: ``VerifyResult``, ``Replicate``, ``over_seeds``;
 - :mod:`.job`: ``VerifyPick``, ``VerifyOptions``, ``VerifyJob``, ``Placement``;
@@ -23,12 +23,12 @@ from model_discovery.records.job import Placement, VerifyJob, VerifyOptions, Ver
 from model_discovery.records.proposal import Plan, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan
 from model_discovery.records.result import Replicate, VerifyResult, over_seeds
 from model_discovery.records.scale import ScaleConfig
-from model_discovery.records.train import TrainConfig, TrainResult
+from model_discovery.records.train import TrainConfig, TrainProgress, TrainResult
 from model_discovery.records.tree import (STATUSES, CheckRecord, DesignRecord, EdgeRecord, Graph, GraphNode,
                                           LeaderboardRow, LeaseRecord, Lineage, ProposalRecord, ResultRecord,
                                           ReviewRecord, TreeStats)
 
-__all__ = ["ROLES", "Design", "DesignError", "UnitSpec", "ScaleConfig", "DataConfig", "TrainConfig", "TrainResult",
+__all__ = ["ROLES", "Design", "DesignError", "UnitSpec", "ScaleConfig", "DataConfig", "TrainConfig", "TrainProgress", "TrainResult",
            "CheckConfig", "CheckResult", "CheckReport", "VerifyResult", "Replicate", "over_seeds", "VerifyPick",
            "VerifyOptions", "VerifyJob", "Placement", "Proposal", "Review", "Plan", "UnitPlan",
            "UnitImplementation", "ReviewContext", "STATUSES", "DesignRecord",

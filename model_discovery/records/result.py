@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model_discovery.records.scale import ScaleConfig
 from model_discovery.records.train import TrainResult
 from model_discovery.safe_io import write_text
 
@@ -78,6 +79,22 @@ class VerifyResult(BaseModel):
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def footing(self, rung: ScaleConfig | None = None) -> str:
+        """The settings its fitness depends on: training tokens, lm-eval on/off, probes on/off.
+
+        Results on different footings are not comparable (another loss unit, other terms in the
+        fitness, more training): they are never ranked together. On a ``rung`` whose token budget
+        is per parameter (Chinchilla), tokens are counted per (non-embedding) parameter, so that
+        designs of different sizes trained on the rung's recipe share a footing."""
+        t = self.train
+        if t is None:
+            tokens = "not trained"
+        elif rung is not None and rung.train_tokens is None and t.n_params > 0:
+            tokens = f"{t.tokens / t.n_params:.0f} tokens/param"
+        else:
+            tokens = f"{t.tokens:,} tokens"
+        return f"{tokens} · lm-eval {'on' if self.eval_metrics else 'off'} · probes {'on' if self.probe_scores else 'off'}"
 
     def seeds(self) -> set[int]:
         """The training seeds this result holds."""

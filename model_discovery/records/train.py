@@ -103,3 +103,23 @@ class TrainResult(BaseModel):
     compiled: bool = Field(False, description="torch.compile ran every step of this call")
     compile_fallback: str | None = Field(None, description="why the compiled model fell back to eager")
     first_step_s: float = Field(0.0, description="wall time of this call's first step (compilation included)")
+
+
+class TrainProgress(BaseModel):
+    """Where a running training is (``progress.json`` in its folder, rewritten at each logged step)."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: int = Field(ge=0)
+    end_step: int = Field(ge=0, description="the step this training stops at")
+    loss: float | None = Field(None, description="train loss at ``step``")
+    elapsed_s: float = Field(0.0, ge=0, description="seconds since this training (or its resume) started")
+    resumed_from: int = 0
+    updated_at: float = Field(0.0, description="Unix time of this update")
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the pace of the steps taken so far (None before the first step)."""
+        done = self.step - self.resumed_from
+        if done <= 0 or self.elapsed_s <= 0:
+            return None
+        return (self.end_step - self.step) * self.elapsed_s / done

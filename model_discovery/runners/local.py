@@ -11,10 +11,12 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from model_discovery.records import Placement, VerifyJob, VerifyResult
 from model_discovery.runners.base import Runner, as_result, execute_job, failed_result
+from model_discovery.verify import kill_sandboxes
 
 
 def machine_cores() -> int:
@@ -88,8 +90,13 @@ class LocalRunner(Runner):
             del self._futures[job_id]
 
     def close(self) -> None:
-        """Drop jobs that have not started; wait for the running ones (their sandboxes end with them)."""
-        for _, future in self._futures.values():
+        """Drop jobs that have not started and stop the running ones: their sandboxed processes
+        are killed (and their temporary folders removed) until every job thread has returned."""
+        futures = [future for _, future in self._futures.values()]
+        for future in futures:
             future.cancel()
         self._futures.clear()
+        while any(f.running() for f in futures):
+            kill_sandboxes()
+            time.sleep(self.poll_s)
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -126,13 +127,29 @@ class Selector:
         self.rescore(tree, scale)
         return next(r for r in tree.results(name, scale))
 
+    def footing(self, tree: EvolutionTree, scale: str) -> str | None:
+        """The footing fitness is ranked on at ``scale``: the baseline's when it is verified there,
+        else the one most results share (the first verified on a tie); None without results."""
+        rung = LADDER.get(scale)
+        results = [r.result for r in tree.results(scale=scale) if r.status == "ok"]
+        base = next((r for r in results if r.design == self.config.baseline), None)
+        if base is not None:
+            return base.footing(rung)
+        common = Counter(r.footing(rung) for r in results).most_common(1)  # ties: the first verified
+        return common[0][0] if common else None
+
     def rescore(self, tree: EvolutionTree, scale: str) -> int:
-        """Recompute every fitness at ``scale`` (baseline and counted tasks may have changed)."""
+        """Recompute every fitness at ``scale`` (baseline and counted tasks may have changed).
+
+        Only results on the rung's :meth:`footing` get a fitness: one verified under other settings
+        (tokens, lm-eval, probes) is kept apart, with none, rather than ranked with the others."""
+        footing, rung = self.footing(tree, scale), LADDER.get(scale)
         results = [r for r in tree.results(scale=scale) if r.status == "ok"]
-        base = next((r.result for r in results if r.design == self.config.baseline), None)
-        counted = informative_tasks([r.result for r in results], self.config.fitness)
+        same = [r for r in results if r.result.footing(rung) == footing]
+        base = next((r.result for r in same if r.design == self.config.baseline), None)
+        counted = informative_tasks([r.result for r in same], self.config.fitness)
         values: dict[str, list[float]] = {}
-        for res in results:
+        for res in same:
             try:
                 values[res.design] = [fitness(m, base, self.config.fitness, counted) for m in per_seed(res.result)]
             except FitnessError:

@@ -35,12 +35,13 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from model_discovery.errors import one_line
-from model_discovery.records import TrainConfig, TrainResult
+from model_discovery.records import TrainConfig, TrainProgress, TrainResult
 from model_discovery.records.train import CurvePoint
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+PROGRESS_NAME = "progress.json"
 WEIGHTS_NAME = "model.safetensors"
 BatchAt = Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # step -> (inputs, targets)
 
@@ -262,6 +263,18 @@ def fit(trainer: Trainer, batch_at: BatchAt) -> list[float]:
     return losses
 
 
+def _write_progress(path: Path, progress: TrainProgress) -> None:
+    """Replace ``path`` with ``progress`` (written aside, then renamed: a reader never sees half);
+    a progress note that cannot be written is skipped, the training goes on."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(progress.model_dump_json())
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("progress not written to %s: %s", path, exc)
+
+
 def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path | None = None,
           resume: bool = True) -> TrainResult:
     """Train ``model`` on ``data.train`` (a 1-D token array) and evaluate on ``data.val``.
@@ -299,6 +312,10 @@ def train(model: nn.Module, data: Any, config: TrainConfig, run_dir: str | Path 
                 if not math.isfinite(loss):
                     raise TrainingError(f"train loss is {loss} at step {step} (diverged)")
                 train_curve.append((step, step * config.tokens_per_step, loss))
+                if ckpt is not None:
+                    _write_progress(ckpt.with_name(PROGRESS_NAME), TrainProgress(
+                        step=step, end_step=end, loss=loss, elapsed_s=time.perf_counter() - loop_start,
+                        resumed_from=resumed_from, updated_at=time.time()))
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr_at(step - 1, config):.2e}", refresh=False)
             bar.update(1)
             t0 = time.perf_counter()

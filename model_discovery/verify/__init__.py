@@ -7,7 +7,10 @@ Public API::
     TrainConfig.from_scale(scale, n_params), train(model, data, config, run_dir) -> TrainResult
     verify_design(design, scale, out_dir, ..., replicates=1) -> VerifyResult
     verify_command(ref, scale, out_dir) -> int        (``modis verify``)
+    kill_sandboxes() -> int                            (a stopping process ends its sandboxed children)
 """
+
+from model_discovery.check.sandbox import kill_sandboxes
 
 from model_discovery.records import DataConfig, Replicate, TrainConfig, TrainResult, VerifyResult
 from model_discovery.train.corpus import DataError, TokenData, corpus_documents, load_token_data
@@ -17,4 +20,4 @@ from model_discovery.verify.engine import sandbox_entry, verify_command, verify_
 
 __all__ = ["DataConfig", "DataError", "TokenData", "corpus_documents", "load_token_data", "TrainConfig",
            "TrainResult", "TrainingError", "train", "Replicate", "VerifyResult", "verify_design", "verify_command",
-           "sandbox_entry", "TokenizerError", "train_bpe"]
+           "sandbox_entry", "TokenizerError", "train_bpe", "kill_sandboxes"]

@@ -43,7 +43,8 @@ def verify_record(design: Design, scale: str, val: float, steps: int = 40) -> Ve
                      tokens_per_s=51_000.0, peak_memory_bytes=300 * 2**20, wall_s=12.5, device="cpu",
                      dtype="float32")
     return VerifyResult(design=design.name, fingerprint=design.fingerprint(), scale=scale, status="ok", train=tr,
-                        eval_metrics={"local/heldout_ppl": math.exp(val), "local/mc_acc": 0.3 + 0.01 * (6 - val)},
+                        eval_metrics={"local/heldout_ppl": math.exp(val), "local/mc_acc": 0.3 + 0.01 * (6 - val),
+                                      "local_ppl/bits_per_byte": val / 3.2, "local_nextline/acc": 0.25 + 0.02 * (6 - val)},
                         probe_scores={"recall": 0.5, "copy": 0.7}, final_val_loss=valc[-1][2],
                         tokens_per_s=51_000.0, peak_memory_bytes=300 * 2**20, wall_s=12.5)
 

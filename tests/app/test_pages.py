@@ -16,7 +16,7 @@ from model_discovery.gau import LADDER, list_seeds, load_seed
 
 from modis_app_fixtures import MAIN, load, verify_record
 
-PAGES = ["evolve", "tree", "leaderboard", "design", "verify", "knowledge", "config"]
+PAGES = ["evolve", "tree", "leaderboard", "design", "compare", "charts", "verify", "knowledge", "config"]
 
 
 def texts(elements: object) -> list[str]:
@@ -43,7 +43,22 @@ def test_empty_run_evolve_offers_to_start(empty_run: Path) -> None:
     assert "Start run" in [b.label for b in at.button]
     assert any("no run started from here yet" in t for t in texts(at.markdown))
     assert any("No tree in this run directory yet" in t for t in texts(at.caption))
-    assert by_label(at.selectbox, "Rung").options == list(LADDER)
+    assert by_label(at.multiselect, "Rungs").options == list(LADDER)
+    assert any("a new run with the default settings" in t for t in texts(at.caption))
+
+
+def test_evolve_continues_the_run_and_shows_differences(populated_run: tuple[Path, dict]) -> None:
+    run_dir, _ = populated_run
+    at = load(run_dir, "evolve")
+    assert by_label(at.multiselect, "Rungs").value == ["micro", "14M"]  # the run's ladder, not the default
+    assert any("continues as it was" in t for t in texts(at.success))
+    by_label(at.checkbox, "Run lm-eval after training").uncheck()
+    by_label(at.number_input, "Training tokens (0: the rung's)").set_value(300_000)
+    at.run()
+    diffs = at.dataframe[0].value
+    assert sorted(diffs["setting"]) == ["verify.eval", "verify.train_tokens"]
+    assert by_label(at.button, "Start run").disabled  # until the differences are confirmed
+    assert any("2 setting(s) differ" in t for t in texts(at.warning))
 
 
 def test_empty_run_verify_offers_library_seeds(empty_run: Path) -> None:
@@ -79,8 +94,8 @@ def test_evolve_shows_progress_budgets_and_log(populated_run: tuple[Path, dict])
     assert metrics["Committed"] == "5" and metrics["Failed checks"] == "1" and metrics["Rejected"] == "1"
     assert any(f"**Tree:** {len(facts['names'])} designs" in t for t in texts(at.markdown))
     bars = [str(p.proto.text) for p in at.get("progress")]
-    assert f"micro: {len(facts['verified'])} / {LADDER['micro'].verify_budget} used" in bars
-    assert "14M: 3 / 4 used" in bars  # the run's config.yaml overrides the 14M budget
+    assert f"micro: {len(facts['verified'])} / {LADDER['micro'].verify_budget} used (0 in progress)" in bars
+    assert "14M: 3 / 4 used (0 in progress)" in bars  # the run's config.yaml overrides the 14M budget
     log = at.code[-1].value
     assert "6/6" in log and "3/6" not in log  # progress-bar redraws collapse to their last state
 
@@ -225,7 +240,7 @@ def test_config_page_specs_ladder_run_config_and_validation(populated_run: tuple
 
 def test_evolve_starts_and_stops_a_real_discovery_run(empty_run: Path) -> None:
     at = load(empty_run, "evolve")
-    by_label(at.number_input, "Design steps").set_value(2)
+    by_label(at.number_input, "Design steps to take now").set_value(2)
     by_label(at.button, "Start run").click()
     at.run()
     assert not at.exception
@@ -233,8 +248,10 @@ def test_evolve_starts_and_stops_a_real_discovery_run(empty_run: Path) -> None:
     try:
         assert status.running
         args = status.command
-        assert args[args.index("discover"):] == ["discover", "discover a new model", "--steps", "2", "--scale",
-                                                 "micro", "--selector", "evolutionary", "--run-dir", str(empty_run)]
+        start = empty_run.resolve() / "gui_start.yaml"
+        assert args[args.index("discover"):] == ["discover", "discover a new model", "--config", str(start),
+                                                 "--run-dir", str(empty_run.resolve())]
+        assert "steps: 2" in start.read_text()
         assert (empty_run / "discover.pid").read_text() == str(status.pid)
         assert "Stop run" in [b.label for b in at.button] and "Start run" not in [b.label for b in at.button]
         assert any("**Status:** running" in t for t in texts(at.markdown))
@@ -246,3 +263,30 @@ def test_evolve_starts_and_stops_a_real_discovery_run(empty_run: Path) -> None:
     assert "Start run" in [b.label for b in at.button]
     assert any("**Status:** stopped" in t for t in texts(at.markdown))
     assert "discover" in (empty_run / "discover.log").read_text().splitlines()[0]
+
+
+def test_leaderboard_shows_bpb_and_accuracy_by_default(populated_run: tuple[Path, dict]) -> None:
+    run_dir, _ = populated_run
+    at = load(run_dir, "leaderboard")
+    assert by_label(at.multiselect, "Metrics").value == ["eval_metrics.local_ppl/bits_per_byte",
+                                                         "eval_metrics.local_nextline/acc", "final_val_loss"]
+    assert any("ranked on one footing" in t for t in texts(at.markdown))
+
+
+def test_compare_view_diffs_units_and_charts_curves(populated_run: tuple[Path, dict]) -> None:
+    run_dir, facts = populated_run
+    at = load(run_dir, "compare", **{DESIGN_KEY: facts["swapped"]})
+    diff = at.dataframe[0].value
+    assert set(diff["change"]) >= {"added", "removed"}  # one mixer swapped for another
+    assert any("units changed from `gpt2` to" in t for t in texts(at.caption))
+    assert at.get("plotly_chart")  # validation curves of the pair and the baseline
+    side = at.dataframe[-1].value
+    assert "gpt2" in side.columns and "fitness" in side.index
+
+
+def test_run_charts_show_fitness_budget_and_usage(populated_run: tuple[Path, dict]) -> None:
+    run_dir, _ = populated_run
+    at = load(run_dir, "charts")
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert len(specs) == 3 and all("per generation" in s or "per design step" in s or "budget" in s for s in specs)  # fitness per step, per generation, budget over time
+    assert any("No LLM calls recorded" in t for t in texts(at.info))

@@ -4,11 +4,14 @@ child is reported as an outcome, never raised, and never harms the calling proce
 from __future__ import annotations
 
 import os
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from model_discovery.check.sandbox import SandboxLimits, SandboxOutcome, run_sandboxed
+from model_discovery.check.sandbox import SandboxLimits, SandboxOutcome, kill_sandboxes, live_sandboxes, run_sandboxed
 
 RUN = "model_discovery.check.probe:run_untrusted"
 
@@ -102,3 +105,20 @@ def test_bad_target_is_an_outcome() -> None:
     assert out.kind == "exception" and "failed to load" in out.error
     with pytest.raises(ValueError):
         run_sandboxed("no_colon", {}, SandboxLimits())
+
+
+def test_kill_sandboxes_ends_every_child_and_its_folders() -> None:
+    """What a stopping process does: its sandboxed children die now and leave no folder behind."""
+    before = set(Path(tempfile.gettempdir()).glob("modis-sbx-*"))
+    outcome: list[SandboxOutcome] = []
+    worker = threading.Thread(target=lambda: outcome.append(untrusted("while True:\n    pass")))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not live_sandboxes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    mine = set(Path(tempfile.gettempdir()).glob("modis-sbx-*")) - before
+    assert live_sandboxes() and mine
+    assert kill_sandboxes() == 1
+    worker.join(timeout=30)
+    assert outcome and outcome[0].kind == "crash" and "SIGKILL" in outcome[0].error
+    assert live_sandboxes() == [] and not [d for d in mine if d.exists()]

@@ -92,6 +92,38 @@ def test_results_before_the_baseline_are_rescored(make_tree) -> None:  # noqa: A
     assert fresh.estimates(tree) == sel.estimates(tree)
 
 
+def test_results_on_another_footing_are_kept_apart(make_tree) -> None:  # noqa: ANN001
+    """A result verified with lm-eval off (its loss in nats, not bits per byte) is not ranked
+    against a baseline verified with it on: it gets no fitness, the others are unchanged."""
+    tree = make_tree([6, 12])
+    sel = Selector(SelectorConfig(policy=GREEDY))
+    evald = {"local_ppl/bits_per_byte": 1.2}
+    for name in ("gpt2", "m6"):
+        sel.record_result(tree, name, "micro", record(name, "micro").model_copy(update={"eval_metrics": evald}))
+    sel.record_result(tree, "m12", "micro", record("m12", "micro"))  # lm-eval skipped
+    rows = {r.design: r for r in tree.results(scale="micro")}
+    assert rows["m12"].fitness is None and rows["m12"].status == "ok"
+    assert rows["m12"].result.footing() == "not trained · lm-eval off · probes off"
+    assert sel.footing(tree, "micro") == rows["gpt2"].result.footing() == "not trained · lm-eval on · probes off"
+    assert rows["m6"].fitness == pytest.approx(0.0, abs=1e-9)  # the same bits per byte as the baseline
+    assert "m12" not in sel.estimates(tree, "micro")
+
+
+def test_footing_counts_tokens_per_parameter_on_chinchilla_rungs() -> None:
+    from model_discovery.records import TrainResult
+
+    def trained(n_params: int, tokens: int) -> VerifyResult:
+        train = TrainResult(n_params=n_params, n_params_total=n_params, steps=1, max_steps=1, tokens=tokens,
+                            completed=True, final_val_loss=3.0, tokens_per_s=1.0, peak_memory_bytes=0, wall_s=1.0,
+                            device="cpu", dtype="float32")
+        return record("m6", "14M").model_copy(update={"train": train})
+
+    small, large = trained(10_000_000, 200_000_000), trained(14_000_000, 280_000_000)
+    assert LADDER["14M"].train_tokens is None  # 20 tokens per parameter
+    assert small.footing(LADDER["14M"]) == large.footing(LADDER["14M"]) == "20 tokens/param · lm-eval off · probes off"
+    assert small.footing() != large.footing()  # counted in tokens, two budgets differ
+
+
 def test_replicates_then_promotion_within_paced_budgets(make_tree) -> None:  # noqa: ANN001
     tree = make_tree([2, 3, 5, 7, 8, 9, 11, 14, 16, 20, 24])  # 12 designs
     sel = Selector(SelectorConfig(scales=SCALES, seed=1, policy=GREEDY, pacing=0.25))

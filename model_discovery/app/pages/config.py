@@ -17,12 +17,15 @@ run_dir = common.run_dir()
 run_cfg = common.run_config(run_dir)
 
 spec_dirs: dict[str, Path] = {}
-if run_cfg.get("agent_spec_dir"):
-    spec_dirs[f"this run: {run_cfg['agent_spec_dir']}"] = Path(run_cfg["agent_spec_dir"])
 base = default_spec_dir()
+if run_cfg.get("agent_spec_dir"):
+    spec_dirs[f"this run ({run_dir.name}): {run_cfg['agent_spec_dir']}"] = Path(run_cfg["agent_spec_dir"])
+elif (base / "symbolic").is_dir():  # a run without agent specs uses the symbolic agents
+    spec_dirs[f"this run ({run_dir.name}): symbolic (no LLM): {base / 'symbolic'}"] = base / "symbolic"
 spec_dirs[f"default: {base}"] = base
 if (base / "symbolic").is_dir():
-    spec_dirs[f"symbolic (no LLM): {base / 'symbolic'}"] = base / "symbolic"
+    spec_dirs.setdefault(f"symbolic (no LLM): {base / 'symbolic'}", base / "symbolic")
+st.caption(f"Run directory: `{run_dir}`" + ("" if run_cfg else " (no config.yaml yet: the defaults apply)"))
 
 tab_specs, tab_ladder, tab_run, tab_validate = st.tabs(
     ["Agent specs", "Ladder of scales", "Run config", "Validate a spec"])
@@ -44,7 +47,7 @@ with tab_specs:
                          "retries": spec.retries, "max_rounds": spec.max_rounds, "knowledge_k": spec.knowledge_k,
                          "base_url": spec.base_url or "", "prompt": spec.system_prompt_file or "",
                          "file": spec.source_path.name if spec.source_path else ""})
-        st.dataframe(rows, hide_index=True, width="stretch")
+        st.dataframe(rows, hide_index=True, width="stretch", height=38 + 35 * len(rows))
         for role, spec in specs.items():
             if spec.source_path is not None:
                 with st.expander(f"{role}: {spec.source_path.name}"):
@@ -55,7 +58,8 @@ with tab_ladder:
     st.markdown("Each rung fixes the LM around a design (width, depth, context, vocabulary), its training "
                 "recipe and how many verifications a run may spend there. `run_budget` is this run's "
                 "budget (config overrides applied).")
-    st.dataframe(tables.ladder_frame(overrides), hide_index=True, width="stretch")
+    ladder = tables.ladder_frame(overrides)
+    st.dataframe(ladder, hide_index=True, width="stretch", height=38 + 35 * len(ladder))
     if run_cfg.get("ladder"):
         st.caption(f"This run verifies at: {', '.join(run_cfg['ladder'])}")
 
@@ -74,7 +78,8 @@ with tab_run:
         st.code(text, language="yaml")
 
 with tab_validate:
-    files = {f"{d.name}/{p.name}": p for d in spec_dirs.values() if d.is_dir() for p in sorted(d.glob("*.yaml"))}
+    folders = dict.fromkeys([base, *spec_dirs.values()])  # the default (LLM) specs first
+    files = {f"{d.name}/{p.name}": p for d in folders if d.is_dir() for p in sorted(d.glob("*.yaml"))}
     start = st.selectbox("Start from", list(files), key="validate_from") if files else None
     origin = files[start] if start else base / "spec.yaml"
     if st.session_state.get("validate_loaded") != str(origin):

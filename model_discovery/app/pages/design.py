@@ -12,13 +12,7 @@ from model_discovery.records import DesignError
 PICK = "design_pick"
 
 st.title("Design viewer")
-url = common.tree_url(common.run_dir())
-names = common.design_names(url) if url else []
-if not names:
-    common.no_designs_yet()
-    st.stop()
-tree = common.open_tree()
-assert tree is not None
+url, tree, names = common.designs_or_stop()
 
 
 def _goto(name: str) -> None:
@@ -26,7 +20,11 @@ def _goto(name: str) -> None:
     st.session_state[PICK] = name
 
 
-target = st.session_state.get(common.DESIGN_KEY) or st.query_params.get("design")
+asked = st.query_params.get("design")
+if asked and asked not in names and not st.session_state.get(common.DESIGN_KEY):
+    st.error(f"No design named `{asked}` in this run ({len(names)} designs): pick one below.")
+    st.stop()
+target = st.session_state.get(common.DESIGN_KEY) or asked
 if target not in names:
     target = None
 if target is not None and st.session_state.get(PICK) != target:
@@ -37,6 +35,7 @@ name = st.selectbox("Design", names, key=PICK, help="type to search; newest desi
                     on_change=lambda: st.session_state.update({common.DESIGN_KEY: st.session_state[PICK]}))
 st.session_state[common.DESIGN_KEY] = name
 st.query_params["design"] = name
+st.page_link(common.PAGE_COMPARE, label="Compare with its parent and others", icon=":material/compare:")
 
 record = tree.get_design(name)
 design = record.design
@@ -125,7 +124,9 @@ with tab_check:
         st.info("No check report stored for this design.")
     for crec in checks:
         verdict = "passed" if crec.passed else "failed"
-        st.markdown(f"**Check {verdict}** · {crec.seconds:.1f} s · {crec.created_at:%Y-%m-%d %H:%M:%S} UTC")
+        seconds = crec.seconds or float(crec.report.get("total_seconds") or 0.0) or sum(
+            float(c.get("seconds") or 0.0) for c in crec.report.get("checks") or [] if isinstance(c, dict))
+        st.markdown(f"**Check {verdict}** · {seconds:.1f} s · {crec.created_at:%Y-%m-%d %H:%M:%S} UTC")
         st.dataframe(tables.check_table(crec.report), hide_index=True, width="stretch")
         with st.expander("Raw report"):
             st.json(crec.report, expanded=False)

@@ -44,5 +44,7 @@ for hit in hits:
             (f" · `{hit.url}`" if hit.url else "")
         st.markdown(f"**{hit.title}**  \n:gray[{hit.source} · score {hit.score:.3f}]{link}")
         text = hit.text if len(hit.text) <= 1200 else hit.text[:1200] + " …"
-        text = re.sub(r"^#+\s*(.+)$", r"**\1**", text, flags=re.M)  # notes' headings as bold lines
-        st.markdown(text)
+        if hit.url.endswith(".py"):  # a unit's source: shown as code, never as Markdown
+            st.code(text, language="python")
+        else:
+            st.markdown(re.sub(r"^#+\s*(.+)$", r"**\1**", text, flags=re.M))  # notes' headings as bold lines

@@ -36,7 +36,9 @@ verified = sum(n["fitness"] is not None for n in nodes)
 n_parent_edges = sum(e["kind"] == "parent" for e in edges)
 st.caption(f"{len(nodes)} designs · {n_parent_edges} parent edges · {verified} with fitness · "
            f"{max((n['generation'] for n in nodes), default=0) + 1} generations. "
-           "Hover a node for its name, operator and fitness; click it to open it in the design viewer.")
+           "Hover a node for its name, operator and fitness; click it to open it in the design viewer. "
+           "Colours span the 5–95 % range of fitness (an outlier does not wash the others out); grey: no "
+           "fitness yet, or verified under other settings than its rung's (see the leaderboard's footing).")
 
 fig = tree_figure(nodes, edges, show_references=show_refs,
                   highlight=st.session_state.get(common.DESIGN_KEY))

@@ -8,7 +8,7 @@ from pathlib import Path
 import plotly.express as px
 import streamlit as st
 
-from model_discovery.app import common, jobs, tables
+from model_discovery.app import common, jobs, progress, tables
 from model_discovery.gau.library import list_seeds, load_seed
 from model_discovery.gau.scales import LADDER
 
@@ -109,9 +109,18 @@ def job_list() -> None:
         with st.expander(title, expanded=status.running or job_dir == job_dirs[0]):
             st.caption(f"`{' '.join(status.command)}`")
             if status.running:
-                if st.button("Stop", key=f"stop-{job_dir.name}", icon=":material/stop_circle:"):
+                if st.button("Stop", key=f"stop-{job_dir.name}", icon=":material/stop_circle:",
+                             help="ends the verification and every process it started"):
                     jobs.stop_job(job_dir, JOB)
                     st.rerun(scope="app")
+                now = progress.read_progress(job_dir / "out")
+                if now is None:
+                    st.caption("Preparing: corpus, tokenizer and sandbox start before the first training step.")
+                else:
+                    loss = "—" if now.loss is None else f"{now.loss:.4f}"
+                    st.progress(min(1.0, now.step / max(1, now.end_step)),
+                                text=f"training: step {now.step} / {now.end_step}, loss {loss}, "
+                                     f"ETA {progress.fmt_duration(now.eta_s)}")
             elif status.state in ("finished", "failed"):
                 _show_result(job_dir / "out")
             st.code(jobs.tail(job_dir / f"{JOB}.log", lines=25) or "(empty log)", language="text")
