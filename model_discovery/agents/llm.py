@@ -92,7 +92,9 @@ class ChatBackend(ABC):
 
     # -- public -------------------------------------------------------------------------------
     def chat(self, system: str, messages: list[dict[str, str]], design: str | None = None) -> ChatResponse:
-        """Send the conversation; retry transient failures; record usage; return the reply."""
+        """Send the conversation; retry transient failures; record usage; return the reply.
+        Raises :class:`~model_discovery.agents.usage.BudgetExceeded` when the ledger's budget is spent."""
+        self.ledger.guard()
         started = time.monotonic()
         attempts = 0
         while True:

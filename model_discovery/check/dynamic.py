@@ -80,6 +80,14 @@ def _locate(exc: BaseException, source: str) -> str:
     return ""
 
 
+def _trace(exc: BaseException, source: str, limit: int = 6) -> list[str]:
+    """The last ``limit`` frames in the compiled design module: 'line N in fn: code'."""
+    lines = source.splitlines()
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(UNTRUSTED_FILENAME_PREFIX)]
+    return [f"line {f.lineno} in {f.name}: {lines[f.lineno - 1].strip()[:120] if f.lineno and f.lineno <= len(lines) else ''}"
+            for f in frames[-limit:]]
+
+
 def _exc_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:300]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -97,7 +105,8 @@ def export_design(payload: dict[str, Any]) -> dict[str, Any]:
     source: str = payload["source"]
     def describe(exc: BaseException) -> tuple[str, dict[str, Any]]:
         where = _locate(exc, source)
-        return (f"{where}: {_exc_line(exc)}" if where else _exc_line(exc)), {}
+        trace = _trace(exc, source)
+        return (f"{where}: {_exc_line(exc)}" if where else _exc_line(exc)), ({"traceback": trace} if trace else {})
 
     runner = CheckRunner(describe)
     state: dict[str, Any] = {}
