@@ -81,11 +81,17 @@ def _locate(exc: BaseException, source: str) -> str:
 
 
 def _trace(exc: BaseException, source: str, limit: int = 6) -> list[str]:
-    """The last ``limit`` frames in the compiled design module: 'line N in fn: code'."""
+    """The last ``limit`` frames in the compiled design module: 'line N in fn (unit U): code'."""
     lines = source.splitlines()
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(UNTRUSTED_FILENAME_PREFIX)]
-    return [f"line {f.lineno} in {f.name}: {lines[f.lineno - 1].strip()[:120] if f.lineno and f.lineno <= len(lines) else ''}"
-            for f in frames[-limit:]]
+    out = []
+    for f in frames[-limit:]:
+        n = f.lineno or 0
+        marker = next((lines[i] for i in range(min(n, len(lines)) - 1, -1, -1) if lines[i].startswith("# ---- ")), "")
+        unit = f" (unit {marker[len('# ---- unit '):].split(' ')[0]})" if marker.startswith("# ---- unit ") else ""
+        code = lines[n - 1].strip()[:120] if 0 < n <= len(lines) else ""
+        out.append(f"line {n} in {f.name}{unit}: {code}")
+    return out
 
 
 def _exc_line(exc: BaseException) -> str:
