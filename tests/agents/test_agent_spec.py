@@ -128,3 +128,16 @@ def test_a_fallback_reviewer_says_so_and_screens_llm_plans(caplog):
                                                               units=["PreNormBlock", "GatedSiluMLP"])]})
     again = reviewer.review(Proposal.model_validate(A.PROPOSAL), seen)
     assert not again.accept and "g2 (sibling, status checked) already has units ['GatedSiluMLP']" in again.reasons
+
+
+def test_spec_max_rounds_bound_the_flow(tmp_path):
+    from model_discovery.design import FlowConfig
+    from model_discovery.system import flow_config
+
+    specs = {"reviewer": AgentSpec(role="reviewer", provider="symbolic", max_rounds=5),
+             "coder": AgentSpec(role="coder", provider="symbolic", max_rounds=1),
+             "proposer": AgentSpec(role="proposer", provider="symbolic")}
+    cfg = flow_config(FlowConfig(max_review_rounds=3, max_debug_tries=3), specs)
+    assert (cfg.max_review_rounds, cfg.max_debug_tries) == (5, 1)
+    specs["coder"] = AgentSpec(role="coder", provider="symbolic")  # unset: the flow config's bound stays
+    assert flow_config(FlowConfig(max_debug_tries=2), specs).max_debug_tries == 2
