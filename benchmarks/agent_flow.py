@@ -85,7 +85,7 @@ def unit_source(idea: Idea, bugs: tuple[str, ...]) -> str:
         shift += "        X = X + self.mix * prev\n"
     elif "leak" in bugs:
         shift = "        X = X + X.mean(dim=1, keepdim=True)\n"
-    mix = "        self.mix = nn.Parameter(torch.zeros(d_model))\n" if idea.shift else ""
+    mix = "        self.mix = nn.Parameter(torch.full((d_model,), 0.5))\n" if idea.shift else ""
     out = "h" if "shape" in bugs else "self.w2(h)"
     return (f'"""{idea.name}: a {"gated " if idea.gated else ""}{idea.act} MLP of width {idea.mult} d_model."""\n\n'
             "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n"
@@ -215,11 +215,13 @@ def main() -> None:
                 print(f"design {i + 1}: {idea_at(i).name:<14} bugs {','.join(idea_at(i).bugs) or '-':<10} "
                       f"{o.status:<9} check attempts {o.check_attempts}  {time.perf_counter() - t:.1f} s  {o.design}")
             usage = system.usage.summary()
+            per_design = {d: t.prompt_tokens + t.completion_tokens for d, t in system.usage.by_design().items()}
         finally:
             system.close()
         wall = time.perf_counter() - t0
         sizes = prompt_sizes(server.requests)
     print(f"\n{len(report.outcomes)} designs in {wall:.0f} s; {usage}")
+    print("tokens per design: " + ", ".join(f"{d} {n:,}" for d, n in per_design.items()))
     print("average prompt size per role (system prompt + messages):")
     for role, (n, chars) in sizes.items():
         print(f"  {role:<9} {n:>3} requests  {chars:>8,.0f} chars  ~{chars / 4:>7,.0f} tokens")

@@ -196,7 +196,10 @@ class DiscoverySystem:
         if rng is not None:  # reproducible per step, also after a resume
             rng.seed(f"{self.config.seed}:{state['step']}")
         try:
-            outcome = self.flow.run(thread, goal=goal)
+            with self.usage.design_scope(thread):  # LLM calls are tagged with the step, then its design
+                outcome = self.flow.run(thread, goal=goal)
+            if outcome.design and outcome.status in ("committed", "failed"):
+                self.usage.retag(thread, outcome.design)
         finally:
             self.usage.save(self.usage_path)
         self._save_state({"step": state["step"] + 1, "thread": None})

@@ -170,6 +170,14 @@ class UsageLedger:
             self._records.append(rec)
         return rec
 
+    def retag(self, old: str, new: str) -> int:
+        """Tag the records tagged ``old`` with ``new`` (a design run's id with the design it made)."""
+        with self._lock:
+            hits = [r for r in self._records if r.design == old]
+            for r in hits:
+                r.design = new
+        return len(hits)
+
     @property
     def records(self) -> list[UsageRecord]:
         with self._lock:

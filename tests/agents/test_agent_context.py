@@ -11,7 +11,7 @@ from model_discovery.gau import get_scale, load_seed
 from model_discovery.records import (CoderContext, Design, DesignDigest, Proposal, ProposalContext, ResultDigest,
                                      Review, ReviewContext, UnitAttempt, UnitPlan, UnitSpec)
 from tests.agents import scripted_answers as A
-from tests.agents.fake_llm_server import FakeLLMServer, Reply, spec_for
+from tests.agents.fake_llm_server import Reply, spec_for
 
 SIBLING = DesignDigest(name="gpt2-swiglu-1a2b3c", relation="sibling", status="verified", operator="swap",
                        summary="gpt2 with a SwiGLU MLP", parents=["gpt2"], fitness={"micro": 0.4321})
@@ -19,17 +19,6 @@ NEAREST = DesignDigest(name="llama", relation="nearest", status="checked", simil
 RESULT = ResultDigest(design="gpt2", scale="micro", status="ok", fitness=0.5, fitness_se=0.01, final_val_loss=5.1,
                       eval_metrics={"local_ppl/bits_per_byte": 2.25}, probe_scores={"recall": 0.31},
                       note="gpt2 recalls poorly beyond 64 tokens.")
-
-
-@pytest.fixture
-def server():
-    with FakeLLMServer() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def gpt2() -> Design:
-    return load_seed("gpt2")
 
 
 def _agent(cls, server, role, ledger=None):
@@ -139,12 +128,15 @@ def test_ledger_round_trips_and_summarises(tmp_path):
     ledger.record(role="coder", provider="openai", model="gpt-4o", prompt_tokens=1000, completion_tokens=500,
                   design="d1")
     ledger.record(role="proposer", provider="openai", model="my-local", prompt_tokens=10, completion_tokens=5)
+    with ledger.design_scope("design-00001"):
+        ledger.record(role="coder", provider="openai", model="gpt-4o", prompt_tokens=1, completion_tokens=1)
+    assert ledger.retag("design-00001", "d1") == 1 and ledger.by_design()["d1"].calls == 2
     path = ledger.save(tmp_path / "usage.json")
     again = UsageLedger()
-    assert again.load(path) == 2 and again.by_design()["d1"].prompt_tokens == 1000
+    assert again.load(path) == 3 and again.by_design()["d1"].prompt_tokens == 1001
     line = again.summary()
-    assert line.startswith("agents: 2 calls, 1,010 prompt + 505 completion tokens, $") and "unpriced: my-local" in line
-    assert "coder 1 calls 1,500 tok" in line
+    assert line.startswith("agents: 3 calls, 1,011 prompt + 506 completion tokens, $") and "unpriced: my-local" in line
+    assert "coder 2 calls 1,502 tok" in line
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match=r"bad.json: not a usage ledger"):
         UsageLedger().load(tmp_path / "bad.json")

@@ -27,12 +27,6 @@ class RecordingSleep:
         time.sleep(min(seconds, 0.02))
 
 
-@pytest.fixture
-def server():
-    with FakeLLMServer() as s:
-        yield s
-
-
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_plain_call_usage_and_cost(server, provider):
     ledger = UsageLedger()
