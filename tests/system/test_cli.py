@@ -143,3 +143,21 @@ def test_export_a_verified_design_with_its_trained_weights(run_dir: Path, tmp_pa
     out = runner.invoke(app, ["export", "wide-mlp-1a2b3c", str(tmp_path / "trained"), "--run-dir", str(run_dir)])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["trained"] == str(tmp_path / "v") and (tmp_path / "trained" / "tokenizer.json").exists()
+
+
+def test_llm_failures_are_one_line_errors(tmp_path: Path) -> None:
+    from tests.agents.fake_llm_server import FakeLLMServer, Reply
+
+    run = tmp_path / "run"
+    EvolutionTree(run / "tree.sqlite").add_design(load_seed("gpt2"), operator="seed")  # bootstrap checks nothing
+    (tmp_path / "cfg.yaml").write_text(f"run_dir: {run}\nseeds: [gpt2]\n")
+    specs = tmp_path / "agents"
+    specs.mkdir()
+    with FakeLLMServer([Reply(status=400, error_message="model 'nope' does not exist")]) as server:
+        for role in ("proposer", "reviewer", "planner", "coder", "observer"):
+            (specs / f"{role}.yaml").write_text(f"role: {role}\nprovider: openai_compatible\nmodel: nope\n"
+                                                f"base_url: {server.openai_base_url}\n")
+        out = runner.invoke(app, ["design", "--config", str(tmp_path / "cfg.yaml"), "--agents", str(specs)])
+    assert out.exit_code == 2 and len(out.stderr.splitlines()) == 1, out.output
+    assert out.stderr.startswith("error: proposer [openai_compatible:nope]") and "HTTP 400" in out.stderr
+    assert "model 'nope' does not exist" in out.stderr
