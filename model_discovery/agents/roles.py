@@ -224,7 +224,7 @@ class LLMCoder(LLMAgent):
     """``implement(proposal, draft, unit, error, context=) -> UnitImplementation``: one unit's source.
 
     It sees the proposal, the rung (d_model, context, parameter band), ``GAUBase`` and the unit
-    rules, the draft's related units, the source of catalogue units the proposal names for reuse,
+    rules, the unit catalogue, the draft's related units, the source of catalogue units the proposal names for reuse,
     and a library example of the role. With ``error`` (the checker's report on the previous
     version) it works in debug mode: the unit's current source once, the check table, the
     traceback and the earlier rejected versions of the unit.
@@ -235,7 +235,7 @@ class LLMCoder(LLMAgent):
         ctx = context or CoderContext()
         parts = [f"# Goal of the run\n{ctx.goal}"] if ctx.goal else []
         parts += ["# Proposal", render_proposal(proposal), rung_section(ctx.scale), unit_rules_section(),
-                  "# Draft design (related units as they are now)",
+                  catalogue_section(), "# Draft design (related units as they are now)",
                   render_design(draft, sources=True, only=self._context_units(draft, unit) - {unit.name}),
                   reuse_section(proposal, [draft])]
         example = example_unit(unit.role, with_children=bool(unit.children))

@@ -90,6 +90,7 @@ def test_coder_first_round_shows_rung_gaubase_and_rules(server, gpt2):
     assert f"[{lo:,}, {hi:,}]" in prompt and "d_model 64" in prompt and "context 128 tokens" in prompt
     assert "class GAUBase(nn.Module)" in prompt and "def build_child(self, slot" in prompt
     assert "Helpers are methods" in prompt and "No buffers" in prompt  # library/README.md unit rules
+    assert "- SwiGLU [channel_mixer] slots: -; hparams:" in prompt  # the catalogue
     assert "Debug mode" not in prompt
 
 
