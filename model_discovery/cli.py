@@ -16,9 +16,11 @@ from typing import Optional
 
 import typer
 
+from model_discovery.agents import AgentSpecError, LLMError, StructuredOutputError
+from model_discovery.agents.usage import BudgetExceeded
 from model_discovery.check import check_command
 from model_discovery.config import ConfigError, SystemConfig
-from model_discovery.evolution import EvolutionTree
+from model_discovery.evolution import EvolutionTree, UnknownDesignError
 from model_discovery.evolution.format import format_leaderboard, format_tree
 from model_discovery.gau import get_scale, load_design
 from model_discovery.gau.hf_export import export_hf, export_verified
@@ -34,6 +36,10 @@ app.add_typer(tree_app, name="tree")
 
 RunDir = typer.Option(Path("runs/default"), "--run-dir", "-r", help="run directory (tree, checkpoints, results)")
 ConfigOpt = typer.Option(None, "--config", "-c", help="system config YAML (see etc/system.yaml)")
+
+
+#: failures of LLM agents and their specs: shown as one line, not a traceback
+AGENT_ERRORS = (LLMError, StructuredOutputError, AgentSpecError, BudgetExceeded)
 
 
 def _fail(message: str) -> None:
@@ -61,7 +67,19 @@ def stoppable() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _tree(run_dir: Path) -> EvolutionTree:
+    if not (run_dir / "tree.sqlite").exists():
+        _fail(f"{run_dir}: no tree.sqlite here; run `modis discover --run-dir {run_dir}` first")
+    return EvolutionTree(run_dir / "tree.sqlite")
+
+
 def _system(config: Optional[Path], run_dir: Path, **overrides: object):  # noqa: ANN202
+    """The system of ``config``; without one, the run dir's own ``config.yaml`` when it has one
+    (a resumed run keeps its settings), else the defaults. Command-line options override either."""
+    saved = run_dir / "config.yaml"
+    if config is None and saved.is_file():
+        typer.secho(f"using {saved} (pass --config to use another)", err=True)
+        config = saved
     try:
         base = SystemConfig.load(config) if config else SystemConfig(run_dir=run_dir)
         data = base.model_dump()
@@ -97,6 +115,8 @@ def discover(
     with stoppable():
         try:
             report = system(request)
+        except AGENT_ERRORS as exc:
+            _fail(str(exc))
         finally:
             system.close()
     typer.echo(report.summary())
@@ -115,6 +135,8 @@ def design(
         try:
             system.bootstrap()
             outcome = system.design_step(goal)
+        except AGENT_ERRORS as exc:
+            _fail(str(exc))
         finally:
             system.close()
     typer.echo(outcome.model_dump_json(indent=2))
@@ -175,9 +197,7 @@ def leaderboard(scale: Optional[str] = typer.Option(None, "--scale", "-s"),
                                                 "eval_metrics.local_ppl/bits_per_byte or final_val_loss"),
                 limit: int = typer.Option(20, "--limit"), run_dir: Path = RunDir) -> None:
     """Best designs by fitness or by any recorded metric (per rung)."""
-    if not (run_dir / "tree.sqlite").exists():
-        _fail(f"{run_dir}: no tree.sqlite here; run `modis discover --run-dir {run_dir}` first")
-    tree = EvolutionTree(run_dir / "tree.sqlite")
+    tree = _tree(run_dir)
     typer.echo(format_leaderboard(tree.leaderboard(scale=scale, metric=metric, limit=limit),
                                   metric=None if metric == "fitness" else metric))
 
@@ -185,18 +205,34 @@ def leaderboard(scale: Optional[str] = typer.Option(None, "--scale", "-s"),
 @tree_app.command("show")
 def tree_show(run_dir: Path = RunDir, limit: int = typer.Option(50, "--limit")) -> None:
     """Print the evolution tree as an indented lineage list."""
-    if not (run_dir / "tree.sqlite").exists():
-        _fail(f"{run_dir}: no tree.sqlite here")
-    typer.echo(format_tree(EvolutionTree(run_dir / "tree.sqlite"), limit=limit))
+    typer.echo(format_tree(_tree(run_dir), limit=limit))
 
 
 @tree_app.command("export")
 def tree_export(out: Path = typer.Argument(..., help="JSONL file to write"), run_dir: Path = RunDir) -> None:
     """Export every design, review, check and result as JSONL."""
-    if not (run_dir / "tree.sqlite").exists():
-        _fail(f"{run_dir}: no tree.sqlite here")
-    n = EvolutionTree(run_dir / "tree.sqlite").export(out)
+    n = _tree(run_dir).export(out)
     typer.echo(f"wrote {n} records to {out}")
+
+
+@tree_app.command("get")
+def tree_get(name: str = typer.Argument(..., help="design name"), run_dir: Path = RunDir) -> None:
+    """Print one design as JSON: the design, its place in the tree, proposal, reviews, checks,
+    results and the coder's attempts."""
+    tree = _tree(run_dir)
+    try:
+        rec = tree.get_design(name)
+        dump = {"record": rec.model_dump(mode="json"),
+                "proposals": [json.loads(p.model_dump_json()) for p in tree.proposals(name)],
+                "reviews": [json.loads(r.model_dump_json()) for r in tree.reviews(name)],
+                "checks": [json.loads(c.model_dump_json()) for c in tree.checks(name)],
+                "results": [json.loads(r.model_dump_json()) for r in tree.results(name)],
+                "attempts": [a.model_dump(mode="json") for a in tree.attempts(name)]}
+    except UnknownDesignError as exc:
+        _fail(f"{run_dir}: {str(exc).strip(chr(39) + chr(34))}")
+    finally:
+        tree.close()
+    typer.echo(json.dumps(dump, indent=1))
 
 
 def _budget(text: str) -> tuple[str, int]:
@@ -257,19 +293,32 @@ def gui(port: int = typer.Option(8501, "--port"), run_dir: Path = RunDir,
 
 
 @app.command()
-def export(ref: str = typer.Argument(..., help="design JSON path or seed name"),
+def export(ref: str = typer.Argument(..., help="design name in --run-dir's tree, design JSON path or seed name"),
            out_dir: Path = typer.Argument(..., help="Hugging Face model folder to write"),
-           scale: str = typer.Option("micro", "--scale", "-s", help="rung (ignored with --from)"),
+           scale: Optional[str] = typer.Option(None, "--scale", "-s", help="rung (default: a run's best verified "
+                                               "rung, else micro)"),
+           run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-r", help="run whose tree holds the design: "
+                                                  "its trained weights are exported when it was verified"),
            trained: Optional[Path] = typer.Option(None, "--from", help="verification folder: export its trained "
                                                   "weights and tokenizer")) -> None:
     """Export a design as a Hugging Face model folder (loads with trust_remote_code=True)."""
     try:
-        design = load_design(ref)
+        if run_dir is not None:
+            tree = _tree(run_dir)
+            try:
+                design = tree.get_design(ref).design
+                results = [r for r in tree.results(ref) if r.status == "ok" and (scale is None or r.scale == scale)]
+            finally:
+                tree.close()
+            if trained is None and results:
+                trained = Path(max(results, key=lambda r: get_scale(r.scale).d_model).result.out_dir)
+        else:
+            design = load_design(ref)
         path = (export_verified(design, trained, out_dir) if trained
-                else export_hf(design, get_scale(scale), out_dir))
-    except (DesignError, KeyError) as exc:
+                else export_hf(design, get_scale(scale or "micro"), out_dir))
+    except (DesignError, KeyError, UnknownDesignError) as exc:
         _fail(str(exc).strip("'\""))
-    typer.echo(json.dumps({"exported": str(path)}))
+    typer.echo(json.dumps({"exported": str(path), "trained": str(trained) if trained else None}))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import threading
-from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,12 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from model_discovery.agents import build_agents, default_spec_dir, load_agent_specs
-from model_discovery.agents.usage import USAGE_DIR, UsageLedger
+from model_discovery.agents import AgentSpec, build_agents, default_spec_dir, load_agent_specs
+from model_discovery.agents.usage import USAGE_FILE, BudgetExceeded, UsageLedger
 from model_discovery.check import run_checks
 from model_discovery.config import ConfigError, SystemConfig
-from model_discovery.design import DesignFlow, DesignOutcome
+from model_discovery.design import DesignFlow, DesignOutcome, FlowConfig
+from model_discovery.design.context import OBSERVATION_FILE
 from model_discovery.evolution import EvolutionTree
 from model_discovery.evolution.format import format_leaderboard
 from model_discovery.gau.library import list_seeds, load_seed
@@ -50,6 +50,8 @@ class DiscoveryReport(BaseModel):
     best: list[LeaderboardRow] = Field(default_factory=list)
     findings: list[str] = Field(default_factory=list, description="what the run can claim, with its evidence")
     stats: dict[str, Any] = Field(default_factory=dict)
+    usage: str = Field("", description="the LLM agents' calls, tokens and cost, per role (usage.json has each call)")
+    stopped: str | None = Field(None, description="why the design steps stopped early (e.g. the agent budget)")
 
     def pass_at_k(self) -> dict[int, float]:
         """Share of checked designs that passed within k check attempts (k = 1 .. most tried)."""
@@ -61,10 +63,14 @@ class DiscoveryReport(BaseModel):
     def summary(self) -> str:
         ok = sum(o.status == "committed" for o in self.outcomes)
         passes = ", ".join(f"pass@{k} {v:.2f}" for k, v in self.pass_at_k().items())
+        dup = sum(o.status == "duplicate" for o in self.outcomes)
         lines = [f"{len(self.outcomes)} design steps: {ok} committed, "
                  f"{sum(o.status == 'failed' for o in self.outcomes)} failed checks, "
                  f"{sum(o.status == 'rejected' for o in self.outcomes)} rejected"
+                 + (f", {dup} duplicates" if dup else "")
                  + (f" ({passes})" if passes else "") + f"; {len(self.verified)} verifications"]
+        lines += [f"stopped: {self.stopped}"] if self.stopped else []
+        lines += [self.usage] if self.usage else []
         return "\n".join(lines + [format_leaderboard(self.best)] + self.findings)
 
 
@@ -83,12 +89,12 @@ class DiscoverySystem:
         write_text(config.run_dir / "config.yaml", config.to_yaml())
         self.tree = EvolutionTree(config.resolved_tree_url)
         self.selector = self._make_selector()
-        self.usage = UsageLedger()
+        self.usage = UsageLedger(budget=config.flow.budget)
+        self.usage_path = config.run_dir / USAGE_FILE
+        self.usage.load(self.usage_path)  # a resumed run keeps what it spent
         self.runner = self._make_runner()
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self._state_path = config.run_dir / "state.json"
-        #: this process's LLM calls (each run of the process keeps its own file)
-        self.usage_path = config.run_dir / USAGE_DIR / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}.json"
 
     # -- wiring -----------------------------------------------------------------------------
     def _make_selector(self) -> Selector:
@@ -113,21 +119,27 @@ class DiscoverySystem:
 
     @cached_property
     def knowledge(self) -> KnowledgeEngine:
-        return KnowledgeEngine(KnowledgeConfig(cache_dir=self.config.run_dir / "knowledge_cache"))
+        return KnowledgeEngine(KnowledgeConfig(cache_dir=self.config.run_dir / "knowledge_cache",
+                                               sources=list(self.config.flow.knowledge_sources)))
+
+    @cached_property
+    def specs(self) -> dict[str, AgentSpec]:
+        """The agent specs of the spec folder (default: the symbolic specs), by role."""
+        specs = load_agent_specs(self.config.agent_spec_dir or default_spec_dir() / "symbolic")
+        return {role: spec.model_copy(update={"options": {**spec.options, "seed": self.config.seed}})
+                if spec.provider == "symbolic" and role == "proposer" else spec for role, spec in specs.items()}
 
     @cached_property
     def agents(self) -> dict[str, Any]:
-        """The agents of the spec folder (default: the symbolic specs), by role."""
-        specs = load_agent_specs(self.config.agent_spec_dir or default_spec_dir() / "symbolic")
-        specs = {role: spec.model_copy(update={"options": {**spec.options, "seed": self.config.seed}})
-                 if spec.provider == "symbolic" and role == "proposer" else spec for role, spec in specs.items()}
-        return build_agents(specs, ledger=self.usage, knowledge=self.knowledge)
+        """The agents of the specs, by role."""
+        return build_agents(self.specs, ledger=self.usage, knowledge=self.knowledge)
 
     @cached_property
     def flow(self) -> DesignFlow:
         a = self.agents
         return DesignFlow(self.tree, self.selector, a["proposer"], a["reviewer"], a["coder"], check=self.check,
-                          config=self.config.flow, checkpoint_path=self.config.run_dir / "flow_checkpoints.sqlite",
+                          config=flow_config(self.config.flow, self.specs),
+                          checkpoint_path=self.config.run_dir / "flow_checkpoints.sqlite",
                           knowledge=self.knowledge, planner=a.get("planner"))
 
     def scheduler(self, owner: str | None = None, emit: Emit = no_events, select_every_s: float = 1.0) -> Scheduler:
@@ -183,16 +195,21 @@ class DiscoverySystem:
         rng = getattr(self.agents["proposer"], "rng", None)
         if rng is not None:  # reproducible per step, also after a resume
             rng.seed(f"{self.config.seed}:{state['step']}")
-        outcome = self.flow.run(thread, goal=goal)
+        try:
+            with self.usage.design_scope(thread):  # LLM calls are tagged with the step, then its design
+                outcome = self.flow.run(thread, goal=goal)
+            if outcome.design and outcome.status in ("committed", "failed"):
+                self.usage.retag(thread, outcome.design)
+        finally:
+            self.usage.save(self.usage_path)
         self._save_state({"step": state["step"] + 1, "thread": None})
         with (self.config.run_dir / "outcomes.jsonl").open("a") as fh:
             fh.write(outcome.model_dump_json() + "\n")
-        if self.usage.records:  # the LLM calls of this process so far (the GUI charts them per role)
-            self.usage.save(self.usage_path)
         return outcome
 
     def _observe(self, job: VerifyJob, pick: VerifyPick, row: ResultRecord, result: VerifyResult) -> None:
-        """The observer's note on a first verification, beside its record (``observation.md``)."""
+        """The observer's note on a first verification, beside its record (``observation.md``);
+        the design flow shows it to the agents with the result."""
         observer = self.agents.get("observer")
         if observer is None or pick.replicate or not result.ok:
             return
@@ -205,7 +222,7 @@ class DiscoverySystem:
         for res in self.tree.results(parents[0], job.scale) if parents else []:
             results.update({f"parent_{k}": v for k, v in flat(res.fitness, res.result).items()})
         note = observer.observe(job.design, {k: v for k, v in results.items() if v is not None})
-        write_text(Path(job.out_dir) / "observation.md", note + "\n")
+        write_text(Path(job.out_dir) / OBSERVATION_FILE, note + "\n")
 
     def discover(self, steps: int | None = None, goal: str = "", progress: bool = True) -> DiscoveryReport:
         """Bootstrap, then ``steps`` design steps while the scheduler verifies what the selector
@@ -228,9 +245,14 @@ class DiscoverySystem:
         try:
             n = self.config.steps if steps is None else steps
             for _ in tqdm(range(n), desc="discover", disable=not progress):
-                if abort.is_set():
+                report.stopped = self.usage.exceeded()
+                if abort.is_set() or report.stopped:
                     break
-                report.outcomes.append(self.design_step(goal))
+                try:
+                    report.outcomes.append(self.design_step(goal))
+                except BudgetExceeded as exc:  # the step resumes from its checkpoint in a later run
+                    report.stopped = str(exc)
+                    break
             until.set()
             worker.join()  # a stop (KeyboardInterrupt, SystemExit) while waiting aborts the scheduler
         except BaseException:
@@ -245,6 +267,7 @@ class DiscoverySystem:
         report.best = self.leaderboard(limit=5)
         report.findings = self.findings()
         report.stats = self.tree.stats().model_dump(mode="json")
+        report.usage = self.usage.summary()
         return report
 
     def serve(self, owner: str | None = None, *, max_jobs: int | None = None, exit_when_idle: bool = False,
@@ -301,6 +324,17 @@ class DiscoverySystem:
             self.flow.close()
         self.runner.close()
         self.tree.close()
+
+
+def flow_config(flow: FlowConfig, specs: dict[str, AgentSpec]) -> FlowConfig:
+    """The flow's config with the agent specs' ``max_rounds`` applied (reviewer: review rounds,
+    coder: debug tries): a spec that sets it overrides ``flow`` for its agent."""
+    update = {}
+    if "reviewer" in specs and specs["reviewer"].max_rounds is not None:
+        update["max_review_rounds"] = specs["reviewer"].max_rounds
+    if "coder" in specs and specs["coder"].max_rounds is not None:
+        update["max_debug_tries"] = specs["coder"].max_rounds
+    return flow.model_copy(update=update)
 
 
 def redact_url(url: str) -> str:

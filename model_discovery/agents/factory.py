@@ -8,7 +8,8 @@
 LLM specs become ``LLMProposer`` / ``LLMReviewer`` / ``LLMPlanner`` / ``LLMCoder`` /
 ``LLMObserver`` over an OpenAI or Anthropic backend; symbolic specs (and LLM specs without an API
 key or base URL, see :func:`~model_discovery.agents.spec.resolve_provider`) become the symbolic
-agents of :mod:`model_discovery.agents.symbolic`.
+agents of :mod:`model_discovery.agents.symbolic`; a reviewer that fell back that way is wrapped
+in :class:`~model_discovery.agents.basic.FallbackReviewer`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from model_discovery.agents.basic import ProposalPlanner, TemplateObserver
+from model_discovery.agents.basic import FallbackReviewer, ProposalPlanner, TemplateObserver
 from model_discovery.agents.llm import make_backend
 from model_discovery.agents.roles import LLMCoder, LLMObserver, LLMPlanner, LLMProposer, LLMReviewer
 from model_discovery.agents.spec import AgentSpec, AgentSpecError, resolve_provider
@@ -67,7 +68,10 @@ def build_agent(spec: AgentSpec, *, ledger: UsageLedger | None = None,
     """The agent for one spec, after :func:`resolve_provider` (offline fallback to symbolic)."""
     spec = resolve_provider(spec, env)
     if spec.provider == "symbolic":
-        return _symbolic_agent(spec, **symbolic_kwargs)
+        agent = _symbolic_agent(spec, **symbolic_kwargs)
+        if spec.role == "reviewer" and spec.fallback_from:  # never a silent stand-in for an LLM referee
+            return FallbackReviewer(agent, spec.fallback_from)
+        return agent
     backend = make_backend(spec, ledger=ledger, sleep=sleep, env=env)
     cls = LLM_ROLE_CLASSES[spec.role]
     return cls(backend, knowledge=knowledge)

@@ -25,6 +25,7 @@ from model_discovery.agents.spec import AgentSpec, AgentSpecError
 from model_discovery.agents.usage import UsageLedger
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 MAX_RETRY_AFTER_S = 300.0
 
 
@@ -92,7 +93,9 @@ class ChatBackend(ABC):
 
     # -- public -------------------------------------------------------------------------------
     def chat(self, system: str, messages: list[dict[str, str]], design: str | None = None) -> ChatResponse:
-        """Send the conversation; retry transient failures; record usage; return the reply."""
+        """Send the conversation; retry transient failures; record usage; return the reply.
+        Raises :class:`~model_discovery.agents.usage.BudgetExceeded` when the ledger's budget is spent."""
+        self.ledger.guard()
         started = time.monotonic()
         attempts = 0
         while True:
@@ -141,19 +144,32 @@ class OpenAIChat(ChatBackend):
 
         self._openai = openai
         self.provider = spec.provider
+        #: OpenAI reasoning models take ``max_completion_tokens`` (not ``max_tokens``) and no temperature
+        self.reasoning = spec.provider == "openai" and spec.model.startswith(REASONING_PREFIXES)
+        self.completion_tokens = self.reasoning
         kwargs: dict[str, Any] = {"api_key": self.api_key, "timeout": spec.timeout_s, "max_retries": 0}
         if spec.base_url:
             kwargs["base_url"] = spec.base_url
         self.client = openai.OpenAI(**kwargs)
 
     def _call(self, system: str, messages: list[dict[str, str]]) -> ChatResponse:
-        kwargs: dict[str, Any] = {"model": self.spec.model, "max_tokens": self.spec.max_tokens,
+        kwargs: dict[str, Any] = {"model": self.spec.model,
                                   "messages": [{"role": "system", "content": system}, *messages]}
-        if self.spec.temperature is not None:
+        if self.completion_tokens:
+            kwargs["max_completion_tokens"] = self.spec.max_tokens
+        else:
+            kwargs["max_tokens"] = self.spec.max_tokens
+        if self.spec.temperature is not None and not self.reasoning:
             kwargs["temperature"] = self.spec.temperature
         if self.spec.json_mode:
             kwargs["response_format"] = {"type": "json_object"}
-        out = self.client.chat.completions.create(**kwargs)
+        try:
+            out = self.client.chat.completions.create(**kwargs)
+        except self._openai.BadRequestError as exc:
+            if self.completion_tokens or "max_completion_tokens" not in str(exc):
+                raise
+            self.completion_tokens = True  # the server asked for the newer parameter: use it from now on
+            return self._call(system, messages)
         if not out.choices:
             raise LLMError(f"{self.spec.label()}: reply has no choices")
         text = out.choices[0].message.content or ""

@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -32,6 +33,8 @@ Provider = Literal["openai", "anthropic", "openai_compatible", "symbolic"]
 LLM_PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "openai_compatible")
 DEFAULT_KEY_ENV: dict[str, str] = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
                                    "openai_compatible": "OPENAI_API_KEY"}
+#: hosts of the providers' own APIs: the only ones the default key variables are sent to
+OFFICIAL_HOSTS: dict[str, tuple[str, ...]] = {"openai": ("api.openai.com",), "anthropic": ("api.anthropic.com",)}
 ROLES_IN_ORDER: tuple[str, ...] = ("proposer", "reviewer", "planner", "coder", "observer")
 
 
@@ -89,8 +92,16 @@ class AgentSpec(BaseModel):
         return self.provider in LLM_PROVIDERS
 
     def key_env(self) -> str | None:
-        """The environment variable that holds this spec's API key."""
-        return self.api_key_env or DEFAULT_KEY_ENV.get(self.provider)
+        """The environment variable that holds this spec's API key: ``api_key_env`` when set;
+        else the provider's default (``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY``) only when the
+        requests go to that provider's own API, so a key is never sent to a foreign server
+        (an ``openai_compatible`` server, or a ``base_url`` elsewhere) unless the spec asks."""
+        if self.api_key_env:
+            return self.api_key_env
+        if self.provider == "openai_compatible" or (self.base_url and urlparse(self.base_url).hostname
+                                                    not in OFFICIAL_HOSTS.get(self.provider, ())):
+            return None
+        return DEFAULT_KEY_ENV.get(self.provider)
 
     def api_key(self, env: Mapping[str, str] | None = None) -> str | None:
         """The API key from the environment, or None."""
@@ -173,6 +184,6 @@ def resolve_provider(spec: AgentSpec, env: Mapping[str, str] | None = None) -> A
         return spec
     if spec.api_key(env) or spec.base_url:
         return spec
-    log.warning("agent %s: no %s and no base_url; using the symbolic %s instead",
+    log.warning("agent %s: no %s and no base_url; FALLING BACK to the symbolic %s",
                 spec.label(), spec.key_env(), spec.role)
     return spec.model_copy(update={"provider": "symbolic", "fallback_from": spec.provider})

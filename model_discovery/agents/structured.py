@@ -111,9 +111,13 @@ def parse_structured(text: str, model: type[M], check: Callable[[M], str | None]
 
 def ask_structured(backend: ChatBackend, system: str, user: str, model: type[M], *,
                    max_repairs: int | None = None, check: Callable[[M], str | None] | None = None,
-                   design: str | None = None) -> tuple[M, list[ChatResponse]]:
+                   design: str | None = None,
+                   history: list[dict[str, str]] | None = None) -> tuple[M, list[ChatResponse]]:
     """Ask for a JSON object matching ``model``; on a malformed or invalid reply, show the model
     its answer's problem and ask again, at most ``max_repairs`` times (default: the spec's).
+
+    ``history`` (user / assistant messages) comes before ``user``: earlier turns of the same
+    conversation, e.g. the proposer's previous proposals and the reviews they received.
 
     ``check`` adds domain validation beyond the schema (return a one-line problem or None).
     Returns the validated object and every response (for inspection / accounting).
@@ -121,7 +125,7 @@ def ask_structured(backend: ChatBackend, system: str, user: str, model: type[M],
     repairs = backend.spec.max_repairs if max_repairs is None else max_repairs
     prompt = (f"{user}\n\nAnswer with ONE JSON object (no prose) that validates against this JSON "
               f"schema:\n{schema_text(model)}")
-    messages: list[dict[str, str]] = [{"role": "user", "content": prompt}]
+    messages: list[dict[str, str]] = [*(history or []), {"role": "user", "content": prompt}]
     responses: list[ChatResponse] = []
     problem = ""
     for _ in range(repairs + 1):

@@ -20,8 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from model_discovery.errors import field_error
 
-#: folder of a run directory that holds the LLM usage records, one JSON list per process
-USAGE_DIR = "usage"
+#: file of a run directory that holds every LLM call of the run (a JSON list; a resumed run appends)
+USAGE_FILE = "usage.json"
 
 _CURRENT_DESIGN: contextvars.ContextVar[str | None] = contextvars.ContextVar("modis_design", default=None)
 
@@ -106,13 +106,50 @@ class UsageTotals(BaseModel):
         self.usd += r.usd
 
 
-class UsageLedger:
-    """Thread-safe list of usage records with totals by role and by design."""
+class UsageBudget(BaseModel):
+    """Limits on what the agents of a run may spend; None: no limit."""
 
-    def __init__(self, prices: PriceTable | None = None) -> None:
+    model_config = ConfigDict(extra="forbid")
+    max_usd: float | None = Field(None, ge=0, description="US dollars over all LLM calls of the run")
+    max_tokens: int | None = Field(None, ge=0, description="prompt + completion tokens over all LLM calls")
+
+    def exceeded(self, totals: UsageTotals) -> str | None:
+        """One line saying which limit ``totals`` reached, or None."""
+        tokens = totals.prompt_tokens + totals.completion_tokens
+        if self.max_usd is not None and totals.usd >= self.max_usd:
+            return f"agent budget spent: ${totals.usd:.4f} of ${self.max_usd:g}"
+        if self.max_tokens is not None and tokens >= self.max_tokens:
+            return f"agent budget spent: {tokens:,} of {self.max_tokens:,} tokens"
+        return None
+
+
+class BudgetExceeded(RuntimeError):
+    """An LLM call was refused because the run's agent budget is spent; one line."""
+
+
+class UsageLedger:
+    """Thread-safe list of usage records with totals by role and by design.
+
+    With a ``budget``, :meth:`guard` (called by every backend before a request) raises
+    :class:`BudgetExceeded` once the totals reach a limit, so a run stops at a step boundary
+    instead of spending more.
+    """
+
+    def __init__(self, prices: PriceTable | None = None, budget: UsageBudget | None = None) -> None:
         self.prices = prices if prices is not None else PriceTable.load()
+        self.budget = budget or UsageBudget()
         self._records: list[UsageRecord] = []
         self._lock = threading.Lock()
+
+    def guard(self) -> None:
+        """Raise :class:`BudgetExceeded` when the budget is spent."""
+        problem = self.budget.exceeded(self.total())
+        if problem:
+            raise BudgetExceeded(problem)
+
+    def exceeded(self) -> str | None:
+        """Which limit of the budget is reached, or None."""
+        return self.budget.exceeded(self.total())
 
     @contextmanager
     def design_scope(self, design: str) -> Iterator[None]:
@@ -135,6 +172,14 @@ class UsageLedger:
         with self._lock:
             self._records.append(rec)
         return rec
+
+    def retag(self, old: str, new: str) -> int:
+        """Tag the records tagged ``old`` with ``new`` (a design run's id with the design it made)."""
+        with self._lock:
+            hits = [r for r in self._records if r.design == old]
+            for r in hits:
+                r.design = new
+        return len(hits)
 
     @property
     def records(self) -> list[UsageRecord]:
@@ -169,8 +214,33 @@ class UsageLedger:
             raise ValueError(f"{path}: {field_error(exc) if isinstance(exc, ValidationError) else exc}") from exc
 
     def save(self, path: str | Path) -> Path:
-        """Write all records as a JSON list."""
+        """Write all records as a JSON list (atomically: a reader never sees half a file)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps([r.model_dump() for r in self.records], indent=1))
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps([r.model_dump() for r in self.records], indent=1))
+        tmp.replace(path)
         return path
+
+    def load(self, path: str | Path) -> int:
+        """Append the records of a file :meth:`save` wrote (a resumed run keeps its spending);
+        a missing file adds nothing. Errors name the file."""
+        path = Path(path)
+        if not path.exists():
+            return 0
+        items = self.load_records(path)
+        with self._lock:
+            self._records.extend(items)
+        return len(items)
+
+    def summary(self) -> str:
+        """One line for the run's summary: totals, then per role."""
+        t = self.total()
+        if not t.calls:
+            return ""
+        roles = "; ".join(f"{role} {r.calls} calls {r.prompt_tokens + r.completion_tokens:,} tok ${r.usd:.4f}"
+                          for role, r in sorted(self.by_role().items()))
+        unpriced = sorted({r.model for r in self.records if not r.priced})
+        note = f" (unpriced: {', '.join(unpriced)})" if unpriced else ""
+        return (f"agents: {t.calls} calls, {t.prompt_tokens:,} prompt + {t.completion_tokens:,} completion tokens, "
+                f"${t.usd:.4f}{note} - {roles}")

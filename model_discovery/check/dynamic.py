@@ -80,6 +80,20 @@ def _locate(exc: BaseException, source: str) -> str:
     return ""
 
 
+def _trace(exc: BaseException, source: str, limit: int = 6) -> list[str]:
+    """The last ``limit`` frames in the compiled design module: 'line N in fn (unit U): code'."""
+    lines = source.splitlines()
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(UNTRUSTED_FILENAME_PREFIX)]
+    out = []
+    for f in frames[-limit:]:
+        n = f.lineno or 0
+        marker = next((lines[i] for i in range(min(n, len(lines)) - 1, -1, -1) if lines[i].startswith("# ---- ")), "")
+        unit = f" (unit {marker[len('# ---- unit '):].split(' ')[0]})" if marker.startswith("# ---- unit ") else ""
+        code = lines[n - 1].strip()[:120] if 0 < n <= len(lines) else ""
+        out.append(f"line {n} in {f.name}{unit}: {code}")
+    return out
+
+
 def _exc_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:300]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -97,7 +111,8 @@ def export_design(payload: dict[str, Any]) -> dict[str, Any]:
     source: str = payload["source"]
     def describe(exc: BaseException) -> tuple[str, dict[str, Any]]:
         where = _locate(exc, source)
-        return (f"{where}: {_exc_line(exc)}" if where else _exc_line(exc)), {}
+        trace = _trace(exc, source)
+        return (f"{where}: {_exc_line(exc)}" if where else _exc_line(exc)), ({"traceback": trace} if trace else {})
 
     runner = CheckRunner(describe)
     state: dict[str, Any] = {}

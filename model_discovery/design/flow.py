@@ -5,11 +5,22 @@
 
 The graph is checkpointed (SQLite) per design run (``thread_id``), so an interrupted run
 resumes where it stopped. The same graph runs with symbolic agents and with LLM agents.
+
+What agents are shown comes from the tree (:mod:`model_discovery.design.context`): the goal, the
+siblings and nearest designs with fitness and status, the parents' and references' results with
+the observer's notes, the proposer's earlier proposals in refinement rounds; the coder gets the
+rung, the full check table, the traceback and the earlier versions of the unit it debugs, under
+the unit's original description. Agents whose method takes no ``context`` (the symbolic ones)
+are called without it.
+
+A draft whose fingerprint is already in the tree ends as ``duplicate`` before it is checked;
+every unit version the coder wrote (rejected ones with their error) is stored with the design.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import re
 import sqlite3
@@ -21,10 +32,13 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from pydantic import ValidationError
 
+from model_discovery.agents.context import check_table, check_traceback
 from model_discovery.agents.types import Coder, Planner, Proposer, Reviewer
+from model_discovery.design import context as tree_context
 from model_discovery.design.state import DesignOutcome, FlowConfig, FlowState
 from model_discovery.gau.scales import get_scale
-from model_discovery.records import Design, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan, UnitSpec
+from model_discovery.records import (CheckReport, CoderContext, Design, Proposal, ProposalContext, Review, ReviewContext,
+                                     UnitAttempt, UnitImplementation, UnitPlan, UnitSpec)
 
 CheckFn = Callable[[Design, str], Any]
 
@@ -61,7 +75,7 @@ class DesignFlow:
         g.add_conditional_edges("review", self._after_review, {"plan": "plan", "propose": "propose", "end": END})
         g.add_edge("plan", "implement")
         g.add_conditional_edges("implement", self._after_implement, {"implement": "implement", "check": "check"})
-        g.add_conditional_edges("check", self._after_check, {"commit": "commit", "implement": "implement"})
+        g.add_conditional_edges("check", self._after_check, {"commit": "commit", "implement": "implement", "end": END})
         g.add_edge("commit", END)
         return g
 
@@ -92,22 +106,28 @@ class DesignFlow:
         knowledge: list[str] = []
         if self.knowledge is not None and self.config.knowledge_k:
             query = " ".join([state.get("goal", "")] + [self._design(p).summary for p in parents])
-            knowledge = [f"{s.title}: {s.text}" for s in self.knowledge.search(
-                query, k=self.config.knowledge_k, sources=self.config.knowledge_sources)]
+            hits = self.knowledge.search(query, k=self.config.knowledge_k, sources=self.config.knowledge_sources)
+            knowledge = list(dict.fromkeys(s.render() for s in hits))
         return {"parents": parents, "references": references, "knowledge": knowledge, "reviews": [],
-                "review_round": 0, "debug_tries": 0, "check_attempts": 0, "status": "proposing"}
+                "proposals": [], "attempts": [], "review_round": 0, "debug_tries": 0, "check_attempts": 0,
+                "status": "proposing"}
 
     def _node_propose(self, state: FlowState) -> dict[str, Any]:
         feedback = [Review.model_validate(r) for r in state.get("reviews", [])]
-        knowledge = list(state.get("knowledge", []))
-        if state.get("goal"):
-            knowledge.insert(0, f"Goal: {state['goal']}")
-        args = ([self._design(p) for p in state["parents"]], [self._design(r) for r in state.get("references", [])],
-                knowledge, feedback)
-        proposal = self.proposer.propose(*args)
+        previous = [Proposal.model_validate(p) for p in state.get("proposals", [])]
+        parents, references = state["parents"], state.get("references", [])
+        context = ProposalContext(goal=state.get("goal", ""), previous=previous,
+                                  scale=get_scale(self.config.check_scale),
+                                  neighbours=tree_context.neighbours(self.tree, parents, k_nearest=self.config.n_nearest),
+                                  results=tree_context.results(self.tree, parents + references))
+        args = ([self._design(p) for p in parents], [self._design(r) for r in references],
+                list(state.get("knowledge", [])), feedback)
+        proposal = _call(self.proposer.propose, *args, context=context)
         if getattr(self.proposer, "cheap", False) and not feedback:
-            proposal = self._screen(proposal, lambda: self.proposer.propose(*args))
-        return {"proposal": proposal.model_dump(mode="json"), "review_round": state.get("review_round", 0) + 1}
+            proposal = self._screen(proposal, lambda: _call(self.proposer.propose, *args, context=context))
+        dumped = proposal.model_dump(mode="json")
+        return {"proposal": dumped, "proposals": [*state.get("proposals", []), dumped],
+                "review_round": state.get("review_round", 0) + 1}
 
     def _screen(self, first: Proposal, draw: Any) -> Proposal:
         """Draw up to ``policy.candidates`` proposals and keep the one the selector's surrogate
@@ -134,7 +154,10 @@ class DesignFlow:
         context = ReviewContext(parents=parents, known_designs=known,
                                 known_fingerprints=set(self.tree.fingerprints()),
                                 scale=get_scale(self.config.check_scale),
-                                knowledge=list(state.get("knowledge", [])))
+                                knowledge=list(state.get("knowledge", [])), goal=state.get("goal", ""),
+                                neighbours=tree_context.neighbours(self.tree, state["parents"], like=proposal.design,
+                                                                   k_nearest=self.config.n_nearest),
+                                results=tree_context.results(self.tree, state["parents"]))
         review = self.reviewer.review(proposal, context)
         reviews = list(state.get("reviews", [])) + [review.model_dump(mode="json")]
         status = "accepted" if review.accept else "proposing"
@@ -168,7 +191,8 @@ class DesignFlow:
                     draft = draft.model_copy(update={"root": planned.root})
             draft_dict = draft.model_dump(mode="json")
             plan = _children_first(units)
-        return {"draft": draft_dict, "plan": [u.model_dump(mode="json") for u in plan], "plan_index": 0,
+        planned = [u.model_dump(mode="json") for u in plan]
+        return {"draft": draft_dict, "plan": planned, "full_plan": planned, "plan_index": 0,
                 "status": "implementing", "last_error": None}
 
     def _node_implement(self, state: FlowState) -> dict[str, Any]:
@@ -182,8 +206,14 @@ class DesignFlow:
             remember(*(self._design(p) for p in state["parents"]))
         draft = dict(state["draft"])
         proposal = Proposal.model_validate(state["proposal"])
-        impl: UnitImplementation = self.coder.implement(proposal, Design.model_construct(**_construct(draft)),
-                                                        unit, state.get("last_error"))
+        error = state.get("last_error")
+        attempts = [UnitAttempt.model_validate(a) for a in state.get("attempts", [])]
+        context = CoderContext(scale=get_scale(self.config.check_scale), goal=state.get("goal", ""),
+                               check_table=state.get("check_table", "") if error else "",
+                               traceback=state.get("traceback", "") if error else "",
+                               attempts=[a for a in attempts if a.unit == unit.name and a.error])
+        impl: UnitImplementation = _call(self.coder.implement, proposal, Design.model_construct(**_construct(draft)),
+                                         unit, error, context=context)
         units = dict(draft["units"])
         units[impl.name] = UnitSpec(role=impl.role, source=impl.source, children=dict(impl.children),
                                     hparams=dict(impl.hparams)).model_dump(mode="json")
@@ -194,7 +224,10 @@ class DesignFlow:
             if draft["root"] == target:
                 draft["root"] = impl.name
         draft["units"] = units
-        return {"draft": draft, "plan_index": index + 1}
+        written = UnitAttempt(unit=impl.name, attempt=state.get("check_attempts", 0) + 1, source=impl.source,
+                              rationale=impl.rationale)
+        return {"draft": draft, "plan_index": index + 1,
+                "attempts": [*state.get("attempts", []), written.model_dump(mode="json")]}
 
     def _after_implement(self, state: FlowState) -> str:
         return "implement" if state.get("plan_index", 0) < len(state.get("plan", [])) else "check"
@@ -206,6 +239,10 @@ class DesignFlow:
         except ValidationError as exc:
             error = f"design {state['draft'].get('name')}: {exc.errors()[0]['msg']}"
             return self._failed_check(state, attempts, error, None)
+        existing = self.tree.find_fingerprint(design.fingerprint())
+        if existing is not None:  # the same design is in the tree already: no check, no commit
+            return {"status": "duplicate", "committed": existing.name, "check_attempts": attempts,
+                    "last_error": f"design is identical to {existing.name} (fingerprint {existing.fingerprint})"}
         report = self.check_fn(design, self.config.check_scale)
         report_dict = report.model_dump(mode="json")
         if report.passed:
@@ -216,16 +253,20 @@ class DesignFlow:
     def _failed_check(self, state: FlowState, attempts: int, error: str,
                       report: dict[str, Any] | None) -> dict[str, Any]:
         tries = state.get("debug_tries", 0)
-        update: dict[str, Any] = {"check": report, "check_attempts": attempts, "last_error": error}
+        parsed = CheckReport.model_validate(report) if report is not None else None
+        update: dict[str, Any] = {"check": report, "check_attempts": attempts, "last_error": error,
+                                  "check_table": check_table(parsed) if parsed is not None else "",
+                                  "traceback": check_traceback(parsed) if parsed is not None else "",
+                                  "attempts": _reject(state.get("attempts", []), attempts, error)}
         if tries >= self.config.max_debug_tries:
             return {**update, "status": "failed"}
-        plan = [UnitPlan.model_validate(u) for u in state.get("plan", [])]
-        culprit = _culprit(error, plan, state["draft"])
+        full_plan = [UnitPlan.model_validate(u) for u in state.get("full_plan") or state.get("plan", [])]
+        culprit = _culprit(error, full_plan, state["draft"])
         return {**update, "status": "debugging", "debug_tries": tries + 1,
                 "plan": [culprit.model_dump(mode="json")], "plan_index": 0}
 
     def _after_check(self, state: FlowState) -> str:
-        return "implement" if state["status"] == "debugging" else "commit"
+        return {"debugging": "implement", "duplicate": "end"}.get(state["status"], "commit")
 
     def _node_commit(self, state: FlowState) -> dict[str, Any]:
         proposal = Proposal.model_validate(state["proposal"])
@@ -237,6 +278,10 @@ class DesignFlow:
             return {"status": "failed", "committed": None}
         record = self.tree.add_design(design, proposal=proposal, reviews=reviews, check=state.get("check"),
                                       operator=proposal.operator)
+        if record.name != design.name:  # another step committed the same design meanwhile
+            return {"status": "duplicate", "committed": record.name,
+                    "last_error": f"design is identical to {record.name} (fingerprint {record.fingerprint})"}
+        self.tree.set_attempts(record.name, [UnitAttempt.model_validate(a) for a in state.get("attempts", [])])
         return {"status": "failed" if failed else "committed", "committed": record.name}
 
     # -- helpers ----------------------------------------------------------------------------
@@ -254,8 +299,25 @@ class DesignFlow:
 
 
 def _design_name(title: str, parent: str, salt: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:32] or "design"
-    return f"{parent}-{slug}-{hashlib.sha256(salt.encode()).hexdigest()[:6]}"
+    """A short name: the title's first words and a hash (no parent prefix, so names do not grow
+    with each generation; the lineage is in the tree)."""
+    slug = "-".join(re.sub(r"[^a-z0-9]+", " ", title.lower()).split()[:3])[:24].strip("-") or parent.split("-")[0]
+    return f"{slug}-{hashlib.sha256(salt.encode()).hexdigest()[:6]}"
+
+
+def _call(method: Callable[..., Any], *args: Any, context: Any) -> Any:
+    """Call an agent's method with ``context=`` when it takes one (LLM agents), else without."""
+    try:
+        takes = "context" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return method(*args, context=context) if takes else method(*args)
+
+
+def _reject(attempts: list[dict[str, Any]], check_attempt: int, error: str) -> list[dict[str, Any]]:
+    """The attempts with those that went into check ``check_attempt`` marked rejected by ``error``."""
+    return [{**a, "error": error} if a.get("attempt") == check_attempt and not a.get("error") else a
+            for a in attempts]
 
 
 def _construct(draft: dict[str, Any]) -> dict[str, Any]:
@@ -296,15 +358,19 @@ def _prune(draft: dict[str, Any]) -> dict[str, Any]:
 
 
 def _culprit(error: str, plan: list[UnitPlan], draft: dict[str, Any]) -> UnitPlan:
-    """The unit a check error points at: a named unit if the error names one, else the last planned."""
+    """The unit a check error points at (a named unit if the error names one, else the last
+    planned), with its original description when the proposal planned it."""
     units = draft.get("units", {})
+    planned = {u.name: u for u in plan}
     for name in sorted(units, key=len, reverse=True):
         if re.search(rf"\b{re.escape(name)}\b", error):
+            if name in planned:
+                return planned[name]
             spec = units[name]
-            return UnitPlan(name=name, role=spec["role"], description=f"fix unit {name}: {error}",
-                            children=dict(spec.get("children", {})))
+            return UnitPlan(name=name, role=spec["role"], children=dict(spec.get("children", {})),
+                            description=f"existing unit {name} of the design, kept from the parent")
     if plan:
         return plan[-1]
     root = draft["root"]
-    return UnitPlan(name=root, role=units[root]["role"], description=f"fix: {error}",
-                    children=dict(units[root].get("children", {})))
+    return UnitPlan(name=root, role=units[root]["role"], children=dict(units[root].get("children", {})),
+                    description=f"root unit {root} of the design")

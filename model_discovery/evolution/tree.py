@@ -6,11 +6,13 @@ one machine share it safely; a ``postgresql+psycopg://`` URL lets many machines 
 
 The class is assembled here from one part per concern, each module stating its invariants:
 :mod:`.store` (connection, transactions, errors), :mod:`.designs`, :mod:`.lineage`,
-:mod:`.results`, :mod:`.leases` (and budgets) and :mod:`.export`; tables are in :mod:`.schema`.
+:mod:`.results`, :mod:`.leases` (and budgets), :mod:`.attempts` (the coder's unit versions)
+and :mod:`.export`; tables are in :mod:`.schema`.
 """
 
 from __future__ import annotations
 
+from model_discovery.evolution.attempts import AttemptsMixin
 from model_discovery.evolution.designs import DesignsMixin
 from model_discovery.evolution.export import ExportMixin
 from model_discovery.evolution.leases import LeasesMixin
@@ -23,7 +25,7 @@ __all__ = ["EvolutionTree", "TreeError", "UnknownDesignError", "DuplicateNameErr
            "source_hash", "LOWER_IS_BETTER"]
 
 
-class EvolutionTree(ExportMixin, DesignsMixin, LineageMixin, ResultsMixin, LeasesMixin):
+class EvolutionTree(ExportMixin, DesignsMixin, LineageMixin, ResultsMixin, LeasesMixin, AttemptsMixin):
     """The SQL-backed store of designs, lineage, reviews, checks, results and leases.
 
     ``url`` is a file path (SQLite), ``":memory:"``, a ``sqlite:///`` URL or a

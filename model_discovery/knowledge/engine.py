@@ -34,8 +34,9 @@ class KnowledgeEngine:
             self._library = LibraryIndex(root)
         return self._library
 
-    def search(self, query: str, k: int = 5, sources: Iterable[str] = ALL_SOURCES) -> list[Snippet]:
-        sources = tuple(sources)
+    def search(self, query: str, k: int = 5, sources: Iterable[str] | None = None) -> list[Snippet]:
+        """The best ``k`` snippets over ``sources`` (default: the configured ones), one per text."""
+        sources = tuple(self.config.sources if sources is None else sources)
         unknown = [s for s in sources if s not in ALL_SOURCES]
         if unknown:
             raise ValueError(f"unknown knowledge source(s) {unknown}; choose from {list(ALL_SOURCES)}")
@@ -53,4 +54,11 @@ class KnowledgeEngine:
             for rank, hit in enumerate(hits):
                 ranked.append((hit.score / top, si, rank, hit))
         ranked.sort(key=lambda t: (-t[0], t[2], t[1]))
-        return [t[3] for t in ranked[:k]]
+        out: list[Snippet] = []
+        seen: set[str] = set()
+        for *_, hit in ranked:  # the same paper from two services, or a note indexed twice
+            key = " ".join(hit.text.lower().split())[:200] or hit.title.lower()
+            if key not in seen:
+                seen.add(key)
+                out.append(hit)
+        return out[:k]

@@ -1,8 +1,9 @@
 """Semantic Scholar and arXiv search with an on-disk JSON cache.
 
 Cache entries are keyed by (source, query, k); a hit never touches the network. A failed lookup
-(no network, HTTP error, bad payload) returns an empty list with one logged warning line and is
-not cached, so it is retried next time.
+(no network, HTTP error, bad payload) returns an empty list with one logged warning line; the
+failure is cached too: the service is not asked again for ``KnowledgeConfig.retry_after_s``
+seconds (one warning, not one per agent call), and the query itself is retried after that.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -56,6 +58,7 @@ class RemoteSearch(ABC):
         self.config = config
         self.cache = cache if cache is not None else JsonCache(config.cache_dir)
         self.network_calls = 0
+        self.down_until = 0.0  # monotonic time before which the service is not asked again
 
     @abstractmethod
     def _fetch(self, query: str, k: int) -> list[Snippet]:
@@ -69,15 +72,16 @@ class RemoteSearch(ABC):
         cached = self.cache.get(self.name, key)
         if cached is not None:
             return [Snippet.model_validate(s) for s in cached]
-        if self.config.offline:
+        if self.config.offline or time.monotonic() < self.down_until:
             return []
         try:
             self.network_calls += 1
             results = self._fetch(query, k)
         except Exception as exc:  # noqa: BLE001 - offline or service errors must not stop discovery
             msg = " ".join(str(exc).split())[:200] or type(exc).__name__
-            log.warning("knowledge: %s search for %r failed (%s: %s); continuing without it",
-                        self.name, query[:80], type(exc).__name__, msg)
+            self.down_until = time.monotonic() + self.config.retry_after_s
+            log.warning("knowledge: %s search for %r failed (%s: %s); continuing without it for %.0f s",
+                        self.name, query[:80], type(exc).__name__, msg, self.config.retry_after_s)
             return []
         self.cache.put(self.name, key, [s.model_dump() for s in results])
         return results

@@ -47,4 +47,9 @@ class KnowledgeConfig(BaseModel):
     s2_api_key_env: str = "S2_API_KEY"
     arxiv_base_url: str = Field("https://export.arxiv.org/api/query", description="arXiv Atom API endpoint")
     timeout_s: float = Field(15.0, gt=0)
-    offline: bool = Field(default_factory=lambda: os.environ.get("MODIS_OFFLINE", "") not in ("", "0"))
+    retry_after_s: float = Field(600.0, ge=0, description="after a failed remote search, seconds before "
+                                 "that service is asked again")
+    sources: list[Source] = Field(default_factory=lambda: list(ALL_SOURCES),
+                                  description="sources searched when a caller names none")
+    offline: bool = Field(default_factory=lambda: os.environ.get("MODIS_OFFLINE", "") not in ("", "0"),
+                          description="no network searches (default: set when $MODIS_OFFLINE is neither empty nor 0)")

@@ -10,7 +10,8 @@ One concept per module, importing nothing of the project but :mod:`model_discove
 - :mod:`.check`: ``CheckConfig``, ``CheckResult``, ``CheckReport``;
 - :mod:`.result`: ``VerifyResult``, ``Replicate``, ``over_seeds``;
 - :mod:`.job`: ``VerifyPick``, ``VerifyOptions``, ``VerifyJob``, ``Placement``;
-- :mod:`.proposal`: ``Proposal``, ``Review``, ``Plan``, ``UnitPlan``, ``UnitImplementation``, ``ReviewContext``;
+- :mod:`.proposal`: ``Proposal``, ``Review``, ``Plan``, ``UnitPlan``, ``UnitImplementation``, ``ReviewContext``,
+  and the agents' context: ``ProposalContext``, ``CoderContext``, ``DesignDigest``, ``ResultDigest``, ``UnitAttempt``;
 - :mod:`.tree`: the evolution tree's records (``DesignRecord``, ``ResultRecord``, ``LeaderboardRow``, ...);
 - :mod:`.config_file`: ``ConfigFile`` (base of config models read from YAML), ``ConfigError``.
 """
@@ -20,7 +21,8 @@ from model_discovery.records.config_file import ConfigError, ConfigFile
 from model_discovery.records.data import DataConfig
 from model_discovery.records.design import ROLES, Design, DesignError, UnitSpec
 from model_discovery.records.job import Placement, VerifyJob, VerifyOptions, VerifyPick
-from model_discovery.records.proposal import Plan, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan
+from model_discovery.records.proposal import (CoderContext, DesignDigest, Plan, Proposal, ProposalContext, ResultDigest,
+                                              Review, ReviewContext, UnitAttempt, UnitImplementation, UnitPlan)
 from model_discovery.records.result import Replicate, VerifyResult, over_seeds
 from model_discovery.records.scale import ScaleConfig
 from model_discovery.records.train import TrainConfig, TrainProgress, TrainResult
@@ -31,6 +33,7 @@ from model_discovery.records.tree import (STATUSES, CheckRecord, DesignRecord, E
 __all__ = ["ROLES", "Design", "DesignError", "UnitSpec", "ScaleConfig", "DataConfig", "TrainConfig", "TrainProgress", "TrainResult",
            "CheckConfig", "CheckResult", "CheckReport", "VerifyResult", "Replicate", "over_seeds", "VerifyPick",
            "VerifyOptions", "VerifyJob", "Placement", "Proposal", "Review", "Plan", "UnitPlan",
-           "UnitImplementation", "ReviewContext", "STATUSES", "DesignRecord",
+           "UnitImplementation", "ReviewContext", "ProposalContext", "CoderContext", "DesignDigest",
+           "ResultDigest", "UnitAttempt", "STATUSES", "DesignRecord",
            "EdgeRecord", "ProposalRecord", "ReviewRecord", "CheckRecord", "ResultRecord", "LeaseRecord",
            "LeaderboardRow", "Lineage", "Graph", "GraphNode", "TreeStats", "ConfigFile", "ConfigError"]

@@ -60,6 +60,74 @@ class UnitImplementation(BaseModel):
     rationale: str = ""
 
 
+class DesignDigest(BaseModel):
+    """Another design of the tree as agents see it: where it stands and how it scored."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    relation: str = Field(description="parent | reference | sibling | nearest")
+    status: str
+    operator: str = ""
+    summary: str = ""
+    parents: list[str] = Field(default_factory=list)
+    units: list[str] = Field(default_factory=list, description="unit names, root first")
+    similarity: float | None = Field(None, description="shared units / all units with the compared design")
+    fitness: dict[str, float | None] = Field(default_factory=dict, description="rung -> fitness")
+
+
+class ResultDigest(BaseModel):
+    """One verification of a parent or reference: fitness, losses, task and probe scores, the
+    observer's note."""
+
+    model_config = ConfigDict(extra="forbid")
+    design: str
+    scale: str
+    status: str
+    fitness: float | None = None
+    fitness_se: float | None = None
+    final_val_loss: float | None = None
+    eval_metrics: dict[str, float] = Field(default_factory=dict)
+    probe_scores: dict[str, float] = Field(default_factory=dict)
+    error: str = ""
+    note: str = Field("", description="the observer's note on this result")
+
+
+class ProposalContext(BaseModel):
+    """What the design flow shows a proposer besides parents, references and knowledge."""
+
+    model_config = ConfigDict(extra="forbid")
+    goal: str = Field("", description="the request the run serves")
+    neighbours: list[DesignDigest] = Field(default_factory=list, description="siblings and nearest designs")
+    results: list[ResultDigest] = Field(default_factory=list, description="results of parents and references")
+    previous: list[Proposal] = Field(default_factory=list, description="own earlier proposals this run, in order")
+    scale: ScaleConfig | None = None
+
+
+class UnitAttempt(BaseModel):
+    """One version of a unit the coder wrote: its source, the check error that rejected it (empty
+    for the version kept) and the coder's rationale."""
+
+    model_config = ConfigDict(extra="forbid")
+    unit: str
+    attempt: int = Field(ge=1, description="check attempt of the design this version went into")
+    source: str
+    error: str = ""
+    rationale: str = ""
+    check_table: str = Field("", description="the readable table of every check of that attempt")
+    traceback: str = Field("", description="frames in the compiled design module, with line numbers")
+
+
+class CoderContext(BaseModel):
+    """What the design flow shows a coder besides proposal, draft and unit plan."""
+
+    model_config = ConfigDict(extra="forbid")
+    scale: ScaleConfig | None = Field(None, description="the rung the design is checked at")
+    goal: str = ""
+    check_table: str = Field("", description="in debug rounds: the full check table of the failed attempt")
+    traceback: str = Field("", description="in debug rounds: frames in the compiled module, with line numbers")
+    attempts: list[UnitAttempt] = Field(default_factory=list, description="earlier rejected versions of this unit")
+
+
 class ReviewContext(BaseModel):
     """What a reviewer may consult besides the proposal."""
 
@@ -70,6 +138,9 @@ class ReviewContext(BaseModel):
     knowledge: list[str] = Field(default_factory=list)
     known_designs: list[Design] = Field(
         default_factory=list, description="other designs in the tree (e.g. nearest by lineage), for novelty")
+    goal: str = ""
+    neighbours: list[DesignDigest] = Field(default_factory=list, description="siblings and nearest designs")
+    results: list[ResultDigest] = Field(default_factory=list, description="results of the parents")
 
 
 class Plan(BaseModel):

@@ -103,3 +103,41 @@ def test_resolve_provider_offline_fallback(caplog):
     claude = AgentSpec(role="reviewer", provider="anthropic", model="claude-sonnet-4")
     assert claude.key_env() == "ANTHROPIC_API_KEY"
     assert resolve_provider(claude, env={}).provider == "symbolic"
+
+
+def test_a_fallback_reviewer_says_so_and_screens_llm_plans(caplog):
+    from model_discovery.agents.basic import FallbackReviewer
+    from model_discovery.agents.factory import build_agent
+    from model_discovery.gau import load_seed
+    from model_discovery.records import DesignDigest, Proposal, ReviewContext
+    from tests.agents import scripted_answers as A
+
+    spec = AgentSpec(role="reviewer", provider="anthropic", model="claude-sonnet-4")
+    with caplog.at_level(logging.WARNING, logger="model_discovery.agents"):
+        reviewer = build_agent(spec, env={})
+    assert isinstance(reviewer, FallbackReviewer)
+    assert any("FALLING BACK" in r.getMessage() for r in caplog.records)
+    assert any("no LLM judged" in r.getMessage() for r in caplog.records)
+    ctx = ReviewContext(parents=[load_seed("gpt2")])
+    good = reviewer.review(Proposal.model_validate(A.PROPOSAL), ctx)
+    assert good.accept and good.reasons[0].startswith("[symbolic fallback for the anthropic reviewer")
+    vague = {**A.PROPOSAL, "units": [{**A.UNIT_PLAN, "description": "better MLP", "children": {"x": "Nope"}}]}
+    bad = reviewer.review(Proposal.model_validate(vague), ctx)
+    assert not bad.accept and any("too short" in r for r in bad.reasons) and any("'Nope'" in r for r in bad.reasons)
+    seen = ctx.model_copy(update={"neighbours": [DesignDigest(name="g2", relation="sibling", status="checked",
+                                                              units=["PreNormBlock", "GatedSiluMLP"])]})
+    again = reviewer.review(Proposal.model_validate(A.PROPOSAL), seen)
+    assert not again.accept and "g2 (sibling, status checked) already has units ['GatedSiluMLP']" in again.reasons
+
+
+def test_spec_max_rounds_bound_the_flow(tmp_path):
+    from model_discovery.design import FlowConfig
+    from model_discovery.system import flow_config
+
+    specs = {"reviewer": AgentSpec(role="reviewer", provider="symbolic", max_rounds=5),
+             "coder": AgentSpec(role="coder", provider="symbolic", max_rounds=1),
+             "proposer": AgentSpec(role="proposer", provider="symbolic")}
+    cfg = flow_config(FlowConfig(max_review_rounds=3, max_debug_tries=3), specs)
+    assert (cfg.max_review_rounds, cfg.max_debug_tries) == (5, 1)
+    specs["coder"] = AgentSpec(role="coder", provider="symbolic")  # unset: the flow config's bound stays
+    assert flow_config(FlowConfig(max_debug_tries=2), specs).max_debug_tries == 2

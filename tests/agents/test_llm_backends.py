@@ -27,12 +27,6 @@ class RecordingSleep:
         time.sleep(min(seconds, 0.02))
 
 
-@pytest.fixture
-def server():
-    with FakeLLMServer() as s:
-        yield s
-
-
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_plain_call_usage_and_cost(server, provider):
     ledger = UsageLedger()
@@ -147,3 +141,38 @@ def test_retry_after_parsing():
     assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
     assert retry_after_seconds({}) is None
     assert 0 <= retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) < 1
+
+
+def test_reasoning_models_get_max_completion_tokens(server):
+    reasoning = make_backend(spec_for(server, "coder", provider="openai", model="o3-mini"))
+    server.push(Reply(text="ok"))
+    reasoning.chat("s", [{"role": "user", "content": "hi"}])
+    body = server.requests[-1].body
+    assert body["max_completion_tokens"] == 4096 and "max_tokens" not in body and "temperature" not in body
+    other = make_backend(spec_for(server, "coder", provider="openai_compatible", model="local-reasoner"))
+    refusal = ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+               "Use 'max_completion_tokens' instead.")
+    server.push(Reply(status=400, error_message=refusal), Reply(text="ok"), Reply(text="again"))
+    assert other.chat("s", [{"role": "user", "content": "hi"}]).text == "ok"
+    assert other.chat("s", [{"role": "user", "content": "hi"}]).text == "again"
+    first, second, third = server.requests[-3:]
+    assert first.body["max_tokens"] == 4096 and second.body["max_completion_tokens"] == 4096
+    assert "max_tokens" not in third.body and third.body["temperature"] == 0.7  # remembered; temperature kept
+
+
+def test_default_keys_go_only_to_their_own_provider(server):
+    env = {"OPENAI_API_KEY": "sk-secret", "ANTHROPIC_API_KEY": "ant-secret", "MY_KEY": "mine"}
+    for provider in PROVIDERS:
+        backend = make_backend(spec_for(server, "observer", provider=provider), env=env)
+        server.push(Reply(text="ok"))
+        backend.chat("s", [{"role": "user", "content": "hi"}])
+        sent = " ".join(server.requests[-1].headers.get(h, "") for h in ("authorization", "x-api-key"))
+        assert "secret" not in sent, provider
+    asked = make_backend(spec_for(server, "observer", provider="openai_compatible", api_key_env="MY_KEY"), env=env)
+    server.push(Reply(text="ok"))
+    asked.chat("s", [{"role": "user", "content": "hi"}])
+    assert server.requests[-1].headers["authorization"] == "Bearer mine"
+    from model_discovery.agents.spec import AgentSpec
+
+    official = AgentSpec(role="coder", provider="openai", model="gpt-4o", base_url="https://api.openai.com/v1")
+    assert official.api_key(env) == "sk-secret" and AgentSpec(role="coder", provider="openai", model="gpt-4o").key_env()

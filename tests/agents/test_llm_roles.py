@@ -11,23 +11,12 @@ from model_discovery.agents.roles import (LLMCoder, LLMObserver, LLMPlanner, LLM
 from model_discovery.agents.spec import AgentSpecError, load_agent_specs
 from model_discovery.agents.types import Coder, Observer, Planner, Proposer, Reviewer
 from model_discovery.agents.usage import UsageLedger
-from model_discovery.gau import get_scale, load_seed
+from model_discovery.gau import get_scale
 from model_discovery.gau.compose import build_lm
 from model_discovery.knowledge import KnowledgeConfig, KnowledgeEngine
 from model_discovery.records import Design, Proposal, Review, ReviewContext, UnitImplementation, UnitPlan, UnitSpec
 from tests.agents import scripted_answers as A
 from tests.agents.fake_llm_server import FakeLLMServer, Reply, spec_for
-
-
-@pytest.fixture
-def server():
-    with FakeLLMServer() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def gpt2() -> Design:
-    return load_seed("gpt2")
 
 
 @pytest.fixture

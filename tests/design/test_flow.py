@@ -16,6 +16,8 @@ from model_discovery.check import run_checks
 from model_discovery.design import DesignFlow, FlowConfig
 from model_discovery.evolution import EvolutionTree
 from model_discovery.gau import load_seed
+from model_discovery.gau.library import catalogue
+from model_discovery.records import VerifyResult
 from model_discovery.select import Selector, SelectorConfig
 from tests.agents import scripted_answers as A
 from tests.agents.fake_llm_server import FakeLLMServer, Reply, RoleScript, spec_for
@@ -47,7 +49,7 @@ def test_symbolic_flow_commits_a_checked_design(tree: EvolutionTree, tmp_path: P
                       check=run_checks, config=FlowConfig(n_references=0, knowledge_k=0),
                       checkpoint_path=tmp_path / "ckpt.sqlite")
     outcome = flow.run("t0")
-    assert outcome.status in ("committed", "failed") and outcome.parents == ["gpt2"]
+    assert outcome.status in ("committed", "failed", "duplicate") and outcome.parents == ["gpt2"]
     if outcome.status == "committed":
         rec = tree.get_design(outcome.design)
         assert rec.status == "checked" and rec.parents == ["gpt2"] and rec.operator == outcome.operator
@@ -67,7 +69,17 @@ def test_llm_flow_debugs_a_broken_unit_then_commits(tree: EvolutionTree, tmp_pat
     design = tree.get_design(outcome.design).design
     assert "GatedSiluMLP" in design.units and "GeluMLP" not in design.units
     assert design.units["PreNormBlock"].children["mlp"] == "GatedSiluMLP"
-    assert "returned Y of shape" in server.requests[-1].last_user_text  # the coder saw the check error
+    debug = server.requests[-1].last_user_text
+    assert "returned Y of shape" in debug  # the coder saw the check error
+    assert "hidden width mult * d_model" in debug and "fix unit" not in debug  # the original description
+    assert "forward" in debug and "FAIL" in debug and "first error:" in debug  # the full check table
+    assert "# Traceback (lines of the compiled design module)\n\n```\nline " in debug
+    assert "in _forward (unit PreNormBlock): h, Z = self.mlp(h, **Z)" in debug
+    assert debug.count(A.BROKEN_SOURCE.strip()) == 1  # the failing source once
+    attempts = tree.attempts(outcome.design)  # the rejected version and the kept one, with rationales
+    assert [(a.unit, a.attempt, bool(a.error)) for a in attempts] == [("GatedSiluMLP", 1, True), ("GatedSiluMLP", 2, False)]
+    assert "returned Y of shape" in attempts[0].error and attempts[0].rationale == "first attempt"
+    assert attempts[1].rationale == "standard gated MLP" and len(outcome.design) <= 32
 
 
 def test_rejected_proposals_end_without_a_design(tree: EvolutionTree, tmp_path: Path) -> None:
@@ -101,3 +113,46 @@ def test_interrupted_flow_resumes_at_the_check(tree: EvolutionTree, tmp_path: Pa
         outcome = again.run("llm-3")
     assert outcome.status == "committed" and calls["n"] == 2
     assert script.calls == {"proposer": 1, "reviewer": 1, "planner": 1, "coder": 1}
+
+
+def test_a_draft_already_in_the_tree_ends_as_duplicate(tree: EvolutionTree, tmp_path: Path) -> None:
+    """Rewriting GeluMLP as it is gives gpt2 again: recorded as a duplicate of gpt2, never checked."""
+    gelu = catalogue()["GeluMLP"]
+    plan = {"name": "GeluMLP", "role": "channel_mixer", "description": "GELU MLP", "children": {}}
+    same = {"name": "GeluMLP", "role": "channel_mixer", "source": gelu.source, "hparams": {"mult": 4}}
+    script = RoleScript({"proposer": [Reply.json({**A.PROPOSAL, "units": [plan]})], "reviewer": [Reply.json(A.REVIEW)],
+                         "planner": [Reply.json({"root": None, "units": [plan]})], "coder": [Reply.json(same)]})
+
+    def never(design: Any, scale: str) -> Any:
+        raise AssertionError("a duplicate must not be checked")
+
+    with FakeLLMServer(responder=script) as server:
+        outcome = _llm_flow(tree, server, tmp_path, check=never).run("dup")
+    assert outcome.status == "duplicate" and outcome.design == "gpt2" and tree.count() == 1
+    assert "identical to gpt2" in (outcome.error or "")
+
+
+def test_agents_see_siblings_results_and_notes_from_the_tree(tree: EvolutionTree, tmp_path: Path) -> None:
+    gpt2 = load_seed("gpt2")
+    llama = load_seed("llama")
+    sibling = llama.model_copy(update={"name": "gpt2-llama-mix", "parents": ["gpt2"], "summary": "llama units"})
+    tree.add_design(sibling, operator="swap", status="failed")  # not a parent candidate
+    out = tmp_path / "gpt2@micro"
+    out.mkdir()
+    (out / "observation.md").write_text("gpt2 forgets keys beyond 64 tokens.\n")
+    tree.add_result("gpt2", "micro", VerifyResult(design="gpt2", fingerprint=gpt2.fingerprint(), scale="micro",
+                                                  status="ok", final_val_loss=5.25, out_dir=str(out),
+                                                  probe_scores={"recall": 0.2}), fitness=0.61)
+    reject = {**A.REVIEW, "rating": 2, "accept": False, "reasons": ["too close to gpt2-llama-mix"]}
+    script = RoleScript({"proposer": [Reply.json(A.PROPOSAL)] * 2, "reviewer": [Reply.json(reject)] * 2})
+    with FakeLLMServer(responder=script) as server:
+        outcome = _llm_flow(tree, server, tmp_path, max_review_rounds=2).run("ctx", goal="better recall")
+    assert outcome.status == "rejected"
+    first, review, second = server.requests[0], server.requests[1], server.requests[2]
+    prompt = first.last_user_text
+    assert prompt.startswith("# Goal\nbetter recall")
+    assert "gpt2-llama-mix (sibling" in prompt and "status failed, fitness not verified" in prompt
+    assert "gpt2 @ micro: ok, fitness 0.61, val loss 5.25" in prompt and "observer: gpt2 forgets keys" in prompt
+    assert "gpt2-llama-mix (sibling" in review.last_user_text and "observer: gpt2 forgets keys" in review.last_user_text
+    assert [t["role"] for t in second.conversation] == ["user", "assistant", "user"]  # round two continues the talk
+    assert "too close to gpt2-llama-mix" in second.last_user_text

@@ -76,6 +76,30 @@ def test_network_failures_give_empty_results_and_one_warning(tmp_path, caplog):
     assert not list((tmp_path / "cache").rglob("*.json"))  # failures are not cached
 
 
+def test_a_failed_service_is_not_asked_again_for_a_while(tmp_path, caplog):
+    cfg = _config(tmp_path, s2_base_url=_dead_url(), arxiv_base_url=_dead_url() + "/api/query", retry_after_s=600)
+    engine = KnowledgeEngine(cfg)
+    with caplog.at_level(logging.WARNING, logger="model_discovery.knowledge"):
+        for query in ("state space models", "linear attention", "gated convolutions"):
+            engine.search(query, 2, sources=("s2",))
+    assert engine.s2.network_calls == 1 and len(caplog.records) == 1  # one failure, one warning
+    assert "for 600 s" in caplog.records[0].getMessage()
+    engine.s2.down_until = 0.0  # the window has passed: asked again
+    engine.search("state space models", 2, sources=("s2",))
+    assert engine.s2.network_calls == 2
+
+
+def test_configured_sources_and_one_snippet_per_text(tmp_path):
+    with FakeScholarServer() as server:
+        engine = KnowledgeEngine(_config(tmp_path, server, sources=["library"]))
+        hits = engine.search("gated linear attention", k=4)  # no sources named: the configured ones
+        assert hits and {h.source for h in hits} == {"library"} and engine.s2.network_calls == 0
+        both = KnowledgeEngine(_config(tmp_path, server)).search("gated linear attention", k=6,
+                                                                 sources=("arxiv", "s2"))
+    texts = [" ".join(h.text.lower().split())[:200] for h in both]
+    assert len(texts) == len(set(texts))
+
+
 def test_offline_mode_and_library_only_defaults(tmp_path):
     engine = KnowledgeEngine(KnowledgeConfig(cache_dir=tmp_path / "c", offline=True,
                                              s2_base_url=_dead_url(), arxiv_base_url=_dead_url()))

@@ -80,3 +80,84 @@ def test_verify_takes_training_and_evaluation_options(tmp_path: Path) -> None:
     assert record["eval_metrics"] == {} and record["probe_scores"] == {} and not record["train"]["compiled"]
     out = runner.invoke(app, ["verify", "gpt2", "--device", "gpu"])
     assert out.exit_code == 2 and "'gpu' is not cpu, cuda or cuda:N" in out.output
+
+
+def test_tree_get_dumps_a_design_with_its_attempts(run_dir: Path) -> None:
+    from model_discovery.records import UnitAttempt
+
+    tree = EvolutionTree(run_dir / "tree.sqlite")
+    tree.set_attempts("llama", [UnitAttempt(unit="SwiGLU", attempt=1, source="class SwiGLU: ...", error="boom",
+                                            rationale="first try")])
+    tree.close()
+    out = runner.invoke(app, ["tree", "get", "llama", "--run-dir", str(run_dir)])
+    assert out.exit_code == 0, out.output
+    dump = json.loads(out.stdout)
+    assert dump["record"]["name"] == "llama" and dump["record"]["design"]["root"] == "PreNormBlock"
+    assert dump["results"][0]["fitness"] == 0.03 and dump["attempts"][0]["error"] == "boom"
+    out = runner.invoke(app, ["tree", "get", "nope", "--run-dir", str(run_dir)])
+    assert out.exit_code == 2 and "no design named" in out.stderr and len(out.stderr.splitlines()) == 1
+
+
+def test_a_run_dir_keeps_its_config(tmp_path: Path) -> None:
+    from model_discovery.cli import _system
+    from model_discovery.config import SystemConfig
+
+    (tmp_path / "config.yaml").write_text(SystemConfig(run_dir=tmp_path, steps=7, seed=5).to_yaml())
+    system = _system(None, tmp_path, workers=None)
+    try:
+        assert system.config.steps == 7 and system.config.seed == 5 and system.config.run_dir == tmp_path
+    finally:
+        system.close()
+    assert "steps: 7" in (tmp_path / "config.yaml").read_text()  # not rewritten with the defaults
+
+
+def _child(run_dir: Path):  # noqa: ANN202
+    tree = EvolutionTree(run_dir / "tree.sqlite")
+    child = load_seed("gpt2").model_copy(update={"name": "wide-mlp-1a2b3c", "parents": ["gpt2"]})
+    child.units["GeluMLP"] = child.units["GeluMLP"].model_copy(update={"hparams": {"mult": 3}})
+    tree.add_design(child, operator="hparam", status="checked")
+    tree.close()
+    return child
+
+
+def test_export_a_discovered_design_from_its_run(run_dir: Path, tmp_path: Path) -> None:
+    """A design of the tree exports by name (fresh weights while it is not verified)."""
+    _child(run_dir)
+    out = runner.invoke(app, ["export", "wide-mlp-1a2b3c", str(tmp_path / "fresh"), "--run-dir", str(run_dir)])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["trained"] is None and (tmp_path / "fresh" / "model.safetensors").exists()
+    out = runner.invoke(app, ["export", "no-such", str(tmp_path / "x"), "--run-dir", str(run_dir)])
+    assert out.exit_code == 2 and "no design named 'no-such'" in out.stderr
+
+
+@pytest.mark.slow
+def test_export_a_verified_design_with_its_trained_weights(run_dir: Path, tmp_path: Path) -> None:
+    child = _child(run_dir)
+    child.save(tmp_path / "child.json")
+    out = runner.invoke(app, ["verify", str(tmp_path / "child.json"), "--out", str(tmp_path / "v"), "--train-tokens",
+                              "4096", "--no-eval", "--no-probes", "--no-wandb", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    tree = EvolutionTree(run_dir / "tree.sqlite")
+    tree.add_result("wide-mlp-1a2b3c", "micro", json.loads((tmp_path / "v" / "verify_result.json").read_text()), 0.01)
+    tree.close()
+    out = runner.invoke(app, ["export", "wide-mlp-1a2b3c", str(tmp_path / "trained"), "--run-dir", str(run_dir)])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["trained"] == str(tmp_path / "v") and (tmp_path / "trained" / "tokenizer.json").exists()
+
+
+def test_llm_failures_are_one_line_errors(tmp_path: Path) -> None:
+    from tests.agents.fake_llm_server import FakeLLMServer, Reply
+
+    run = tmp_path / "run"
+    EvolutionTree(run / "tree.sqlite").add_design(load_seed("gpt2"), operator="seed")  # bootstrap checks nothing
+    (tmp_path / "cfg.yaml").write_text(f"run_dir: {run}\nseeds: [gpt2]\n")
+    specs = tmp_path / "agents"
+    specs.mkdir()
+    with FakeLLMServer([Reply(status=400, error_message="model 'nope' does not exist")]) as server:
+        for role in ("proposer", "reviewer", "planner", "coder", "observer"):
+            (specs / f"{role}.yaml").write_text(f"role: {role}\nprovider: openai_compatible\nmodel: nope\n"
+                                                f"base_url: {server.openai_base_url}\n")
+        out = runner.invoke(app, ["design", "--config", str(tmp_path / "cfg.yaml"), "--agents", str(specs)])
+    assert out.exit_code == 2 and len(out.stderr.splitlines()) == 1, out.output
+    assert out.stderr.startswith("error: proposer [openai_compatible:nope]") and "HTTP 400" in out.stderr
+    assert "model 'nope' does not exist" in out.stderr

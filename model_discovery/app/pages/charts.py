@@ -8,7 +8,7 @@ from pathlib import Path
 import plotly.express as px
 import streamlit as st
 
-from model_discovery.agents.usage import USAGE_DIR, UsageLedger, UsageRecord
+from model_discovery.agents.usage import USAGE_FILE, UsageLedger, UsageRecord
 from model_discovery.app import charts, common, tables
 from model_discovery.gau.scales import LADDER
 
@@ -64,9 +64,9 @@ with c3:
 with c4:
     records: list[UsageRecord] = []
     problems = []
-    for path in sorted(Path(run_dir / USAGE_DIR).glob("*.json")):
+    if (Path(run_dir) / USAGE_FILE).is_file():
         try:
-            records += UsageLedger.load_records(path)
+            records = UsageLedger.load_records(Path(run_dir) / USAGE_FILE)
         except ValueError as exc:
             problems.append(str(exc))
     for problem in problems:

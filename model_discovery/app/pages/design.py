@@ -15,6 +15,23 @@ st.title("Design viewer")
 url, tree, names = common.designs_or_stop()
 
 
+def _attempts(tree, name: str) -> None:  # noqa: ANN001 - the page's EvolutionTree
+    """The coder's unit versions of this design: each rejected one with its check error, and the
+    rationale of every version."""
+    attempts = tree.attempts(name)
+    if not attempts:
+        return
+    st.markdown(f"**Coder attempts** · {sum(bool(a.error) for a in attempts)} rejected of {len(attempts)}")
+    for a in attempts:
+        verdict = "rejected" if a.error else "kept"
+        with st.expander(f"check attempt {a.attempt} · {a.unit} · {verdict}", expanded=False):
+            if a.rationale:
+                st.markdown(f"*Rationale:* {a.rationale}")
+            if a.error:
+                st.error(a.error)
+            st.code(a.source, language="python", line_numbers=True)
+
+
 def _goto(name: str) -> None:
     st.session_state[common.DESIGN_KEY] = name
     st.session_state[PICK] = name
@@ -130,6 +147,7 @@ with tab_check:
         st.dataframe(tables.check_table(crec.report), hide_index=True, width="stretch")
         with st.expander("Raw report"):
             st.json(crec.report, expanded=False)
+    _attempts(tree, name)
 
 with tab_train:
     results = tree.results(name)
