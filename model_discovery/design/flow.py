@@ -120,25 +120,40 @@ class DesignFlow:
                                   scale=get_scale(self.config.check_scale),
                                   neighbours=tree_context.neighbours(self.tree, parents, k_nearest=self.config.n_nearest),
                                   results=tree_context.results(self.tree, parents + references))
-        args = ([self._design(p) for p in parents], [self._design(r) for r in references],
-                list(state.get("knowledge", [])), feedback)
-        proposal = _call(self.proposer.propose, *args, context=context)
-        if getattr(self.proposer, "cheap", False) and not feedback:
-            proposal = self._screen(proposal, lambda: _call(self.proposer.propose, *args, context=context))
+        knowledge = list(state.get("knowledge", []))
+
+        def draw(ps: list[str], rs: list[str]) -> Proposal:
+            return _call(self.proposer.propose, [self._design(p) for p in ps], [self._design(r) for r in rs],
+                         knowledge, feedback, context=context)
+
+        proposal = draw(parents, references)
+        if getattr(self.proposer, "cheap", False) and not feedback and self.selector.policy.surrogate:
+            proposal = self._screen(proposal, parents, references, draw)
+        # the proposal's own parents: a screened draft may come from other designs, and a
+        # two-design edit (crossover, interleave) names its second design as a parent too
+        parents = list(dict.fromkeys(p for p in proposal.parents if self._in_tree(p))) or parents
         dumped = proposal.model_dump(mode="json")
-        return {"proposal": dumped, "proposals": [*state.get("proposals", []), dumped],
+        return {"proposal": dumped, "proposals": [*state.get("proposals", []), dumped], "parents": parents,
+                "references": [r for r in references if r not in parents],
                 "review_round": state.get("review_round", 0) + 1}
 
-    def _screen(self, first: Proposal, draw: Any) -> Proposal:
-        """Draw up to ``policy.candidates`` proposals and keep the one the selector's surrogate
-        ranks first (cheap proposers only: no API calls are spent on the extra draws)."""
+    def _screen(self, first: Proposal, parents: list[str], references: list[str],
+                draw: Callable[[list[str], list[str]], Proposal]) -> Proposal:
+        """Draft up to ``policy.candidates`` proposals and keep the one the selector's surrogate
+        ranks first (cheap proposers only: no API calls are spent on the extra drafts). The first
+        comes from the step's parents; each other one, with probability ``policy.explore``, from
+        parents drawn uniformly from the tree, so the screen looks across families."""
+        policy = self.selector.policy
         props = [first]
-        for _ in range(self.selector.policy.candidates - 1):
+        for _ in range(policy.candidates - 1):
+            ps = parents
+            if self.selector.rng.random() < policy.explore:
+                ps = [r.name for r in self.selector.uniform_parents(self.tree, k=len(parents))]
             try:
-                extra = draw()
-            except Exception as exc:  # noqa: BLE001 - an extra draw that fails is just not a candidate
+                extra = draw(ps, [r for r in references if r not in ps])
+            except Exception as exc:  # noqa: BLE001 - a draft that fails is just not a candidate
                 log.debug("extra proposal failed: %s", exc)
-                break
+                continue
             if extra.design is not None and all(p.design is None or p.design.fingerprint() != extra.design.fingerprint()
                                                 for p in props):
                 props.append(extra)
@@ -146,6 +161,13 @@ class DesignFlow:
             return first
         order = self.selector.screen(self.tree, [(p.design, p.operator) for p in props])  # type: ignore[misc]
         return props[order[0]]
+
+    def _in_tree(self, name: str) -> bool:
+        try:
+            self.tree.get_design(name)
+        except LookupError:  # the tree's UnknownDesignError
+            return False
+        return True
 
     def _node_review(self, state: FlowState) -> dict[str, Any]:
         proposal = Proposal.model_validate(state["proposal"])

@@ -253,6 +253,12 @@ class Selector:
                 picks.append(second)
         return [tree.get_design(n) for n in picks]
 
+    def uniform_parents(self, tree: EvolutionTree, k: int = 1) -> list[DesignRecord]:
+        """``k`` distinct parents drawn uniformly from those :meth:`select_parents` draws from (the
+        extra candidates of a screened design step)."""
+        pool = self._parent_pool(tree)
+        return self.rng.sample(pool, min(k, len(pool)))
+
     def _first_parent(self, names: list[str], seeds: list[str], est: Mapping[str, Estimate | None], step: int) -> str:
         return choose_parent(names, seeds, est, step, self.policy, self.rng)
 

@@ -156,3 +156,22 @@ def test_agents_see_siblings_results_and_notes_from_the_tree(tree: EvolutionTree
     assert "gpt2-llama-mix (sibling" in review.last_user_text and "observer: gpt2 forgets keys" in review.last_user_text
     assert [t["role"] for t in second.conversation] == ["user", "assistant", "user"]  # round two continues the talk
     assert "too close to gpt2-llama-mix" in second.last_user_text
+
+
+def test_a_screened_step_drafts_across_families_and_keeps_the_best_predicted(tmp_path: Path) -> None:
+    tree = EvolutionTree(tmp_path / "tree.sqlite")
+    sel = Selector(SelectorConfig(seed=0, scales=["micro"], n_references=0,
+                                  policy={"warmup_steps": 0, "candidates": 12, "explore": 1.0}))
+    for name, loss in (("gpt2", 3.5), ("llama", 3.6), ("mamba2", 3.0)):
+        design = load_seed(name)
+        tree.add_design(design, operator="seed", check={"passed": True})
+        sel.record_result(tree, name, "micro", VerifyResult(design=name, fingerprint=design.fingerprint(),
+                                                            scale="micro", status="ok", final_val_loss=loss))
+    flow = DesignFlow(tree, sel, SymbolicProposer(SymbolicConfig(seed=1)), SymbolicReviewer(), SymbolicCoder(),
+                      check=run_checks, config=FlowConfig(n_references=0, knowledge_k=0),
+                      checkpoint_path=tmp_path / "ckpt.sqlite")
+    chosen = [flow._node_propose({"parents": ["llama"], "references": [], "knowledge": [], "reviews": [],
+                                  "proposals": [], "goal": ""}) for _ in range(3)]
+    # the step's parent is llama (the worst), but the surrogate keeps drafts of mamba2 (the best)
+    assert all("mamba2" in c["parents"] for c in chosen)
+    assert all(c["parents"] == c["proposal"]["parents"] for c in chosen)  # the draft's own parents go on
