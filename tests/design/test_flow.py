@@ -175,3 +175,16 @@ def test_a_screened_step_drafts_across_families_and_keeps_the_best_predicted(tmp
     # the step's parent is llama (the worst), but the surrogate keeps drafts of mamba2 (the best)
     assert all("mamba2" in c["parents"] for c in chosen)
     assert all(c["parents"] == c["proposal"]["parents"] for c in chosen)  # the draft's own parents go on
+
+
+def test_an_interleave_records_both_designs_as_parents(tmp_path: Path) -> None:
+    tree = EvolutionTree(tmp_path / "tree.sqlite")
+    for name in ("gpt2", "mamba2"):
+        tree.add_design(load_seed(name), operator="seed", check={"passed": True})
+    cfg = SymbolicConfig(seed=2, operator_weights={"interleave": 1.0})
+    sel = Selector(SelectorConfig(seed=0, scales=["micro"], n_references=1, policy={"candidates": 1}))
+    flow = DesignFlow(tree, sel, SymbolicProposer(cfg), SymbolicReviewer(cfg), SymbolicCoder(), check=run_checks,
+                      config=FlowConfig(n_references=1, knowledge_k=0), checkpoint_path=tmp_path / "ckpt.sqlite")
+    outcome = flow.run("t0")
+    assert outcome.operator == "interleave" and sorted(outcome.parents) == ["gpt2", "mamba2"]
+    assert outcome.status == "committed" and sorted(tree.parents(outcome.design)) == ["gpt2", "mamba2"]
