@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_discovery.records.design import Design, HParam, Role
+from model_discovery.records.design import Design, HParam, Role, UnitOrigin
 from model_discovery.records.scale import ScaleConfig
 
 
@@ -58,6 +58,7 @@ class UnitImplementation(BaseModel):
     children: dict[str, str] = Field(default_factory=dict)
     hparams: dict[str, HParam] = Field(default_factory=dict)
     rationale: str = ""
+    origin: UnitOrigin | None = Field(None, description="genome and lineage when the unit is invented")
 
 
 class ReviewContext(BaseModel):
