@@ -14,11 +14,12 @@ import typer
 
 from model_discovery.check import check_command
 from model_discovery.config import ConfigError, SystemConfig
-from model_discovery.evolution import EvolutionTree
+from model_discovery.evolution import EvolutionTree, UnknownDesignError
 from model_discovery.evolution.format import format_leaderboard, format_tree
 from model_discovery.gau import get_scale, load_design
 from model_discovery.gau.hf_export import export_hf, export_verified
 from model_discovery.gau.library import list_seeds, load_seed
+from model_discovery.genome.display import format_design_units
 from model_discovery.records import DesignError
 from model_discovery.system import BuildSystem
 from model_discovery.verify import verify_command
@@ -160,6 +161,25 @@ def tree_show(run_dir: Path = RunDir, limit: int = typer.Option(50, "--limit")) 
     if not (run_dir / "tree.sqlite").exists():
         _fail(f"{run_dir}: no tree.sqlite here")
     typer.echo(format_tree(EvolutionTree(run_dir / "tree.sqlite"), limit=limit))
+
+
+@tree_app.command("get")
+def tree_get(ref: str = typer.Argument(..., help="design name in the run's tree, design JSON path or seed name"),
+             unit: Optional[str] = typer.Option(None, "--unit", "-u", help="show only this unit"),
+             no_source: bool = typer.Option(False, "--no-source", help="omit the units' code"),
+             run_dir: Path = RunDir) -> None:
+    """Print a design's units: where each came from, an invented unit's genome, and the code."""
+    design = None
+    if (run_dir / "tree.sqlite").exists():
+        try:
+            design = EvolutionTree(run_dir / "tree.sqlite").get_design(ref).design
+        except UnknownDesignError:
+            design = None
+    try:
+        design = design or load_design(ref)
+        typer.echo(format_design_units(design, unit, source=not no_source))
+    except (DesignError, KeyError) as exc:
+        _fail(str(exc).strip("'\""))
 
 
 @tree_app.command("export")
