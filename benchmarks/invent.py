@@ -8,7 +8,8 @@ seconds per unit to generate and statically check, and the novel share of an off
    through :func:`model_discovery.check.run_checks` at micro once (first try, no repair).
 2. Generation plus the static checks (parse, classes, slots, imports, compile) are timed per unit
    over the same genomes (in process, no sandbox).
-3. A ``--steps``-step offline discovery (symbolic agents, default operator weights, the given
+3. At the same time (the checks run in a thread; both wait on subprocesses), a ``--steps``-step
+   offline discovery (symbolic agents, default operator weights, the given
    seeds, no verification budget so only design steps run) commits designs; the novel share is the
    fraction of committed designs holding a unit whose source (modulo renaming) is in no catalogue
    file.
@@ -25,6 +26,7 @@ import random
 import statistics
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from model_discovery.agents.symbolic.draft import catalogue_keys
@@ -128,11 +130,14 @@ def main() -> None:
     print(f"generate + static check: {statistics.fmean(times):.3f} s/unit mean, median "
           f"{statistics.median(times):.3f}, max {max(times):.3f} over {len(times)} units (target < 1 s)", flush=True)
 
-    rate, n = float("nan"), 0
-    if args.units:
-        units = designs(args.units, args.seed, args.base)
-        passed, kinds = pass_rate(units, out)
-        n = len(units)
+    units = designs(args.units, args.seed, args.base)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # checks and discovery both wait on subprocesses
+        checked = pool.submit(pass_rate, units, out) if units else None
+        disc = novel_share(args, out) if args.steps else None
+        passed, kinds = checked.result() if checked else (0, Counter())
+
+    rate, n = float("nan"), len(units)
+    if units:
         rate = passed / n
         lo, hi = wilson(passed, n)
         print(f"full sandboxed check at micro, first try: {passed}/{n} pass = {rate:.3f} "
@@ -140,8 +145,8 @@ def main() -> None:
         print("  by primitive: " + ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())), flush=True)
 
     share = float("nan")
-    if args.steps:
-        novel, committed, stats = novel_share(args, out)
+    if disc is not None:
+        novel, committed, stats = disc
         share = novel / committed if committed else 0.0
         lo, hi = wilson(novel, committed)
         print(f"discovery: {stats['steps']} steps, {committed} committed in {stats['wall_s']:.0f} s, statuses "
