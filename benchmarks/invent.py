@@ -14,7 +14,8 @@ seconds per unit to generate and statically check, and the novel share of an off
    fraction of committed designs holding a unit whose source (modulo renaming) is in no catalogue
    file.
 
-The last line is ``invent: pass_rate=<x> n=<units tried> novel_share=<y>``.
+The last line is ``invent: pass_rate=<x> n=<units tried> novel_share=<y>``. ``--report-only``
+reports what an output folder holds (per-unit check lines, the discovery's tree) without running.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from model_discovery.agents.symbolic.draft import catalogue_keys
 from model_discovery.agents.symbolic.source import source_key
 from model_discovery.check import reference_figures, run_checks, static_checks
 from model_discovery.config import SystemConfig
+from model_discovery.evolution import EvolutionTree
 from model_discovery.gau import get_scale, load_seed
 from model_discovery.genome.invent import genome_unit, with_unit
 from model_discovery.genome.operators import GenomeEdit, random_genome
@@ -74,44 +76,76 @@ def static_seconds(n: int, seed: int, base: str) -> list[float]:
     return times
 
 
-def pass_rate(units: list[Design], out: Path) -> tuple[int, Counter[str]]:
+def run_checks_logged(units: list[Design], out: Path) -> None:
+    """Check each design once at micro; one JSON line per unit in ``out/checks.jsonl``."""
     ref = reference_figures(get_scale("micro"))
-    passed, kinds = 0, Counter()
-    log = (out / "checks.jsonl").open("w")
-    for i, design in enumerate(units):
-        unit = next(n for n, u in design.units.items() if u.origin is not None)
-        genome = design.units[unit].origin.genome  # type: ignore[union-attr]
-        report = run_checks(design, "micro", reference=ref)
-        passed += report.passed
-        kind = genome["token_mixer"]["kind"] if genome["kind"] == "mixer" else genome["structure"]["kind"]  # type: ignore[index]
-        kinds[f"{kind}:{'pass' if report.passed else 'fail'}"] += 1
-        log.write(json.dumps({"unit": unit, "passed": report.passed, "error": report.first_error,
-                              "seconds": report.total_seconds, "genome": genome}) + "\n")
-        log.flush()
-        print(f"  [{i + 1}/{len(units)}] {unit:<16} {'pass' if report.passed else 'FAIL'} "
-              f"{report.total_seconds:6.1f} s {report.first_error or ''}", flush=True)
-    return passed, kinds
+    with (out / "checks.jsonl").open("w") as log:
+        for i, design in enumerate(units):
+            unit = next(n for n, u in design.units.items() if u.origin is not None)
+            report = run_checks(design, "micro", reference=ref)
+            log.write(json.dumps({"unit": unit, "passed": report.passed, "error": report.first_error,
+                                  "seconds": report.total_seconds,
+                                  "genome": design.units[unit].origin.genome}) + "\n")  # type: ignore[union-attr]
+            log.flush()
+            print(f"  [{i + 1}/{len(units)}] {unit:<16} {'pass' if report.passed else 'FAIL'} "
+                  f"{report.total_seconds:6.1f} s {report.first_error or ''}", flush=True)
 
 
-def novel_share(args: argparse.Namespace, out: Path) -> tuple[int, int, dict]:
+def run_discovery(args: argparse.Namespace, out: Path) -> None:
+    """Design steps only (no verification budget) from the seeds, into ``out/discovery``."""
     cfg = SystemConfig(run_dir=out / "discovery", seeds=args.seeds, steps=args.steps, seed=args.seed,
                        budgets={"micro": 0}, verify=VerifyOptions(eval=False, probes=False, wandb=False))
     system = BuildSystem(cfg)
-    t0 = time.perf_counter()
     try:
-        report = system("benchmark: unit invention", progress=False)
-        committed = [o for o in report.outcomes if o.status == "committed" and o.design]
-        known = catalogue_keys()
-        novel = 0
-        ops: Counter[str] = Counter(o.operator or "?" for o in committed)
-        for outcome in committed:
-            design = system.tree.get_design(outcome.design).design  # type: ignore[arg-type]
-            novel += any(source_key(u.source) not in known for u in design.units.values())
-        stats = {"steps": len(report.outcomes), "committed": len(committed), "wall_s": time.perf_counter() - t0,
-                 "statuses": dict(Counter(o.status for o in report.outcomes)), "operators": dict(ops)}
+        system("benchmark: unit invention", progress=False)
     finally:
         system.close()
-    return novel, len(committed), stats
+
+
+def pass_rate(out: Path) -> tuple[int, int]:
+    """(passed, tried) from ``out/checks.jsonl``, with a breakdown by main primitive printed."""
+    path = out / "checks.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    kinds: Counter[str] = Counter()
+    for row in rows:
+        g = row["genome"]
+        kind = g["token_mixer"]["kind"] if g["kind"] == "mixer" else g["structure"]["kind"]
+        kinds[f"{kind}:{'pass' if row['passed'] else 'fail'}"] += 1
+    passed = sum(r["passed"] for r in rows)
+    if rows:
+        lo, hi = wilson(passed, len(rows))
+        secs = [r["seconds"] for r in rows]
+        print(f"full sandboxed check at micro, first try: {passed}/{len(rows)} pass = {passed / len(rows):.3f} "
+              f"(95% Wilson [{lo:.3f}, {hi:.3f}]; target >= 0.9); {statistics.fmean(secs):.1f} s/check")
+        print("  by primitive: " + ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
+        for row in rows:
+            if not row["passed"]:
+                print(f"  failed {row['unit']}: {row['error']}")
+    return passed, len(rows)
+
+
+def novel_share(out: Path) -> tuple[int, int]:
+    """(committed designs holding a unit whose source is in no catalogue file, committed designs)."""
+    run_dir = out / "discovery"
+    path = run_dir / "outcomes.jsonl"
+    outcomes = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    committed = [o for o in outcomes if o["status"] == "committed" and o["design"]]
+    if not committed:
+        return 0, 0
+    tree = EvolutionTree(run_dir / "tree.sqlite")
+    known = catalogue_keys()
+    novel, with_origin = 0, 0
+    for o in committed:
+        design = tree.get_design(o["design"]).design
+        novel += any(source_key(u.source) not in known for u in design.units.values())
+        with_origin += any(u.origin is not None for u in design.units.values())
+    lo, hi = wilson(novel, len(committed))
+    print(f"discovery: {len(outcomes)} steps, {len(committed)} committed; statuses "
+          f"{dict(Counter(o['status'] for o in outcomes))}; committed by operator "
+          f"{dict(Counter(o['operator'] for o in committed))}; {with_origin} hold a unit with a recorded origin")
+    print(f"novel share: {novel}/{len(committed)} = {novel / len(committed):.3f} "
+          f"(95% Wilson [{lo:.3f}, {hi:.3f}]; target >= 0.5)")
+    return novel, len(committed)
 
 
 def main() -> None:
@@ -122,36 +156,28 @@ def main() -> None:
     ap.add_argument("--base", default="llama", help="seed design the generated units are placed in")
     ap.add_argument("--seeds", nargs="+", default=["gpt2", "llama", "gla", "mamba2"])
     ap.add_argument("--out", default="runs/bench-invent")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: report the figures of what --out holds (e.g. a run stopped early)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    times = static_seconds(args.units, args.seed, args.base)
-    print(f"generate + static check: {statistics.fmean(times):.3f} s/unit mean, median "
-          f"{statistics.median(times):.3f}, max {max(times):.3f} over {len(times)} units (target < 1 s)", flush=True)
-
-    units = designs(args.units, args.seed, args.base)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # checks and discovery both wait on subprocesses
-        checked = pool.submit(pass_rate, units, out) if units else None
-        disc = novel_share(args, out) if args.steps else None
-        passed, kinds = checked.result() if checked else (0, Counter())
-
-    rate, n = float("nan"), len(units)
-    if units:
-        rate = passed / n
-        lo, hi = wilson(passed, n)
-        print(f"full sandboxed check at micro, first try: {passed}/{n} pass = {rate:.3f} "
-              f"(95% Wilson [{lo:.3f}, {hi:.3f}]; target >= 0.9)")
-        print("  by primitive: " + ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())), flush=True)
-
-    share = float("nan")
-    if disc is not None:
-        novel, committed, stats = disc
-        share = novel / committed if committed else 0.0
-        lo, hi = wilson(novel, committed)
-        print(f"discovery: {stats['steps']} steps, {committed} committed in {stats['wall_s']:.0f} s, statuses "
-              f"{stats['statuses']}, operators {stats['operators']}")
-        print(f"novel share: {novel}/{committed} = {share:.3f} (95% Wilson [{lo:.3f}, {hi:.3f}]; target >= 0.5)")
+    if not args.report_only:
+        times = static_seconds(args.units, args.seed, args.base)
+        print(f"generate + static check: {statistics.fmean(times):.3f} s/unit mean, median "
+              f"{statistics.median(times):.3f}, max {max(times):.3f} over {len(times)} units (target < 1 s)",
+              flush=True)
+        units = designs(args.units, args.seed, args.base)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # checks and discovery both wait on subprocesses
+            checked = pool.submit(run_checks_logged, units, out) if units else None
+            if args.steps:
+                run_discovery(args, out)
+            if checked:
+                checked.result()
+    passed, n = pass_rate(out)
+    novel, committed = novel_share(out)
+    rate = passed / n if n else float("nan")
+    share = novel / committed if committed else float("nan")
     print(f"invent: pass_rate={rate:.3f} n={n} novel_share={share:.3f}")
 
 

@@ -341,6 +341,22 @@ _PAD_CHUNKS = """
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
 """
 
+_RECURRENT = '''
+@staticmethod
+def recurrent(q, k, v{args}):
+    """Step-by-step reference of :meth:`chunked`."""
+    b, h, T, dk = q.shape
+    state = q.new_zeros(b, h, dk, v.size(-1))
+    outs = []
+    for t in range(T):
+        state = {decay}state + k[:, :, t, :, None] * v[:, :, t, None, :]
+        outs.append((q[:, :, t, None, :] @ state).squeeze(-2))
+    return torch.stack(outs, dim=2)
+'''
+#: how the state decays in one step of :data:`_RECURRENT`: no decay, per head, per key channel
+_STEP_DECAY: dict[str, str] = {"none": "", "scalar": "torch.exp(log_a[:, :, t, None, None]) * ",
+                               "vector": "torch.exp(log_a[:, :, t])[..., None] * "}
+
 _CHUNKED_NONE = '''
 def chunked(self, q, k, v):
     """q, k (b,h,t,dk); v (b,h,t,dv) -> (b,h,t,dv); exact for any length (padded to chunks)."""
@@ -355,19 +371,6 @@ def chunked(self, q, k, v):
         inter.append(q[:, :, c] @ state)
         state = state + k[:, :, c].transpose(-1, -2) @ v[:, :, c]
     return (out + torch.stack(inter, dim=2)).reshape(b, h, n * cs, -1)[:, :, :T]
-'''
-
-_RECURRENT_NONE = '''
-@staticmethod
-def recurrent(q, k, v):
-    """Step-by-step reference of :meth:`chunked`."""
-    b, h, T, dk = q.shape
-    state = q.new_zeros(b, h, dk, v.size(-1))
-    outs = []
-    for t in range(T):
-        state = state + k[:, :, t, :, None] * v[:, :, t, None, :]
-        outs.append((q[:, :, t, None, :] @ state).squeeze(-2))
-    return torch.stack(outs, dim=2)
 '''
 
 _CHUNKED_SCALAR = '''
@@ -391,19 +394,6 @@ def chunked(self, q, k, v, log_a):
     return (out + torch.stack(inter, dim=2)).reshape(b, h, n * cs, -1)[:, :, :T]
 '''
 
-_RECURRENT_SCALAR = '''
-@staticmethod
-def recurrent(q, k, v, log_a):
-    """Step-by-step reference of :meth:`chunked`."""
-    b, h, T, dk = q.shape
-    state = q.new_zeros(b, h, dk, v.size(-1))
-    outs = []
-    for t in range(T):
-        state = torch.exp(log_a[:, :, t, None, None]) * state + k[:, :, t, :, None] * v[:, :, t, None, :]
-        outs.append((q[:, :, t, None, :] @ state).squeeze(-2))
-    return torch.stack(outs, dim=2)
-'''
-
 _CHUNKED_VECTOR = '''
 def chunked(self, q, k, v, log_a):
     """q, k, log_a (b,h,t,dk); v (b,h,t,dv) -> (b,h,t,dv); exact for any length."""
@@ -424,19 +414,6 @@ def chunked(self, q, k, v, log_a):
         kd = k[:, :, c] * torch.exp(last - cum[:, :, c])
         state = torch.exp(last).transpose(-1, -2) * state + kd.transpose(-1, -2) @ v[:, :, c]
     return (out + torch.stack(inter, dim=2)).reshape(b, h, n * cs, -1)[:, :, :T]
-'''
-
-_RECURRENT_VECTOR = '''
-@staticmethod
-def recurrent(q, k, v, log_a):
-    """Step-by-step reference of :meth:`chunked`."""
-    b, h, T, dk = q.shape
-    state = q.new_zeros(b, h, dk, v.size(-1))
-    outs = []
-    for t in range(T):
-        state = torch.exp(log_a[:, :, t])[..., None] * state + k[:, :, t, :, None] * v[:, :, t, None, :]
-        outs.append((q[:, :, t, None, :] @ state).squeeze(-2))
-    return torch.stack(outs, dim=2)
 '''
 
 _CHUNKED_DELTA = '''
@@ -499,12 +476,12 @@ def _recurrence(m: LinearRecurrence) -> tuple[list[str], list[list[str]], list[s
         fwd.append(f"        q, k = {fmap.format('q')}, {fmap.format('k')}")
     fwd.append("        q = q * (self.key_dim // H) ** -0.5")
     if isinstance(d, NoDecay):
-        chunked, recurrent, call = _CHUNKED_NONE, _RECURRENT_NONE, "self.chunked(q, k, v)"
+        chunked, form, call = _CHUNKED_NONE, "none", "self.chunked(q, k, v)"
     else:
         fwd += _decay_forward(d)
         call = "self.chunked(q, k, v, log_a)"
-        vector = d.per_channel
-        chunked, recurrent = (_CHUNKED_VECTOR, _RECURRENT_VECTOR) if vector else (_CHUNKED_SCALAR, _RECURRENT_SCALAR)
+        chunked, form = (_CHUNKED_VECTOR, "vector") if d.per_channel else (_CHUNKED_SCALAR, "scalar")
+    recurrent = _RECURRENT.replace("{args}", "" if form == "none" else ", log_a").replace("{decay}", _STEP_DECAY[form])
     fwd += [f"        y = {call}", "        " + _RMS, "        " + _MERGE.format(cast=".to(X.dtype)")]
     return init, [_method(chunked), _method(recurrent)], fwd
 
