@@ -9,7 +9,7 @@ from model_discovery.agents.symbolic.registry import OPERATORS
 
 def _default_weights() -> dict[str, float]:
     return {"swap": 3.0, "hparam": 2.0, "insert": 2.0, "remove": 1.0, "interleave": 1.0, "crossover": 2.0,
-            "invent": 2.0, "mutate_unit": 2.0, "cross_unit": 1.0, "code_edit": 2.0}
+            "invent": 4.0, "mutate_unit": 3.0, "cross_unit": 2.0, "code_edit": 4.0}
 
 
 def _default_priors() -> dict[str, float]:
