@@ -163,10 +163,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     if not args.report_only:
-        times = static_seconds(args.units, args.seed, args.base) or [float("nan")]
-        print(f"generate + static check: {statistics.fmean(times):.3f} s/unit mean, median "
-              f"{statistics.median(times):.3f}, max {max(times):.3f} over {len(times)} units (target < 1 s)",
-              flush=True)
+        times = static_seconds(args.units, args.seed, args.base)
+        if times:
+            print(f"generate + static check: {statistics.fmean(times):.3f} s/unit mean, median "
+                  f"{statistics.median(times):.3f}, max {max(times):.3f} over {len(times)} units (target < 1 s)",
+                  flush=True)
         units = designs(args.units, args.seed, args.base)
         with ThreadPoolExecutor(max_workers=1) as pool:  # checks and discovery both wait on subprocesses
             checked = pool.submit(run_checks_logged, units, out) if units else None
