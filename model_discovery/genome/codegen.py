@@ -133,7 +133,7 @@ def generate(genome: MixerGenome | ChannelGenome, name: str | None = None) -> st
     lines += ["", "    GENOME = " + _literal(genome.model_dump(mode="json"), 4), ""]
     lines += _channel(genome) if isinstance(genome, ChannelGenome) else _mixer(genome)
     source = "\n".join(lines).rstrip() + "\n"
-    for module, used in (("import math\n", "math."), ("import torch.nn.functional as F\n", "F.")):
+    for module, used in (("import math\n\n", "math."), ("import torch.nn.functional as F\n", "F.")):
         if used not in source.split("class ", 1)[1]:
             source = source.replace(module, "", 1)
     return source
