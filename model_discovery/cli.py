@@ -25,6 +25,7 @@ from model_discovery.evolution.format import format_leaderboard, format_tree
 from model_discovery.gau import get_scale, load_design
 from model_discovery.gau.hf_export import export_hf, export_verified
 from model_discovery.gau.library import list_seeds, load_seed
+from model_discovery.genome.display import format_design_units
 from model_discovery.records import DesignError
 from model_discovery.system import BuildSystem
 from model_discovery.verify import kill_sandboxes, verify_command
@@ -206,6 +207,25 @@ def leaderboard(scale: Optional[str] = typer.Option(None, "--scale", "-s"),
 def tree_show(run_dir: Path = RunDir, limit: int = typer.Option(50, "--limit")) -> None:
     """Print the evolution tree as an indented lineage list."""
     typer.echo(format_tree(_tree(run_dir), limit=limit))
+
+
+@tree_app.command("units")
+def tree_units(ref: str = typer.Argument(..., help="design name in the run's tree, design JSON path or seed name"),
+             unit: Optional[str] = typer.Option(None, "--unit", "-u", help="show only this unit"),
+             no_source: bool = typer.Option(False, "--no-source", help="omit the units' code"),
+             run_dir: Path = RunDir) -> None:
+    """Print a design's units: where each came from, an invented unit's genome, and the code."""
+    design = None
+    if (run_dir / "tree.sqlite").exists():
+        try:
+            design = EvolutionTree(run_dir / "tree.sqlite").get_design(ref).design
+        except UnknownDesignError:
+            design = None
+    try:
+        design = design or load_design(ref)
+        typer.echo(format_design_units(design, unit, source=not no_source))
+    except (DesignError, KeyError) as exc:
+        _fail(str(exc).strip("'\""))
 
 
 @tree_app.command("export")

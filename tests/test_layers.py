@@ -16,18 +16,19 @@ listed for it, nothing else; a layer lists only layers above it in the table, so
     evolution   evolution                                                records, gau
     select      select                                                   records, gau, evolution
     knowledge   knowledge                                                records, gau
-    agents      agents                                                   records, gau, check, knowledge
+    genome      genome (unit invention)                                  records, gau
+    agents      agents                                                   records, gau, check, knowledge, genome
     design      design (the design flow)                                 records, gau, agents
     config      config (SystemConfig)                                    records, gau, select, design
     scheduler   scheduler                                                records, evolution, runners, select
     system      system                                                   everything above but cli, app
     app         app (Streamlit)                                          records, gau, evolution, knowledge,
-                                                                         agents, config
+                                                                         genome, agents, config
     cli         cli                                                      everything above but app
 
     records(+errors, safe_io, paths) <- gau <- check <- verify <- runners <- scheduler <- system <- cli
     records <- train <- check;  records <- evolution <- select <- scheduler;  gau <- knowledge <- agents
-    check <- agents <- design <- config <- system;  select <- config
+    check <- agents <- design <- config <- system;  select <- config;  gau <- genome <- agents
 
 Also asserted, for every module:
 
@@ -61,15 +62,16 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "evolution": (("evolution",), ("records", "gau")),
     "select": (("select",), ("records", "gau", "evolution")),
     "knowledge": (("knowledge",), ("records", "gau")),
-    "agents": (("agents",), ("records", "gau", "check", "knowledge")),
+    "genome": (("genome",), ("records", "gau")),
+    "agents": (("agents",), ("records", "gau", "check", "knowledge", "genome")),
     "design": (("design",), ("records", "gau", "agents")),
     "config": (("config",), ("records", "gau", "select", "design")),
     "scheduler": (("scheduler",), ("records", "evolution", "runners", "select")),
     "system": (("system",), ("records", "gau", "train", "check", "verify", "runners", "evolution", "select",
-                             "knowledge", "agents", "design", "config", "scheduler")),
-    "app": (("app",), ("records", "gau", "evolution", "knowledge", "agents", "config")),
+                             "knowledge", "genome", "agents", "design", "config", "scheduler")),
+    "app": (("app",), ("records", "gau", "evolution", "knowledge", "genome", "agents", "config")),
     "cli": (("cli",), ("records", "gau", "train", "check", "verify", "runners", "evolution", "select",
-                       "knowledge", "agents", "design", "config", "scheduler", "system")),
+                       "knowledge", "genome", "agents", "design", "config", "scheduler", "system")),
 }
 
 # functions that import modules only so that they are loaded before the sandbox's lockdown

@@ -238,7 +238,7 @@ class DesignFlow:
                                          unit, error, context=context)
         units = dict(draft["units"])
         units[impl.name] = UnitSpec(role=impl.role, source=impl.source, children=dict(impl.children),
-                                    hparams=dict(impl.hparams)).model_dump(mode="json")
+                                    hparams=dict(impl.hparams), origin=impl.origin).model_dump(mode="json")
         target = unit.replaces or (unit.name if unit.name != impl.name else None)
         if target and target != impl.name:
             for spec in units.values():

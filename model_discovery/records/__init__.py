@@ -19,7 +19,7 @@ One concept per module, importing nothing of the project but :mod:`model_discove
 from model_discovery.records.check import CheckConfig, CheckReport, CheckResult
 from model_discovery.records.config_file import ConfigError, ConfigFile
 from model_discovery.records.data import DataConfig
-from model_discovery.records.design import ROLES, Design, DesignError, UnitSpec
+from model_discovery.records.design import ROLES, Design, DesignError, UnitOrigin, UnitSpec
 from model_discovery.records.job import Placement, VerifyJob, VerifyOptions, VerifyPick
 from model_discovery.records.proposal import (CoderContext, DesignDigest, Plan, Proposal, ProposalContext, ResultDigest,
                                               Review, ReviewContext, UnitAttempt, UnitImplementation, UnitPlan)
@@ -30,7 +30,7 @@ from model_discovery.records.tree import (STATUSES, CheckRecord, DesignRecord, E
                                           LeaderboardRow, LeaseRecord, Lineage, ProposalRecord, ResultRecord,
                                           ReviewRecord, TreeStats)
 
-__all__ = ["ROLES", "Design", "DesignError", "UnitSpec", "ScaleConfig", "DataConfig", "TrainConfig", "TrainProgress", "TrainResult",
+__all__ = ["ROLES", "Design", "DesignError", "UnitOrigin", "UnitSpec", "ScaleConfig", "DataConfig", "TrainConfig", "TrainProgress", "TrainResult",
            "CheckConfig", "CheckResult", "CheckReport", "VerifyResult", "Replicate", "over_seeds", "VerifyPick",
            "VerifyOptions", "VerifyJob", "Placement", "Proposal", "Review", "Plan", "UnitPlan",
            "UnitImplementation", "ReviewContext", "ProposalContext", "CoderContext", "DesignDigest",

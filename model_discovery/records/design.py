@@ -27,6 +27,22 @@ class DesignError(ValueError):
     """A design is malformed; the message names the design and the offending unit/field."""
 
 
+class UnitOrigin(BaseModel):
+    """How an invented unit came to be: the genome it was generated from and the edit that made it.
+
+    ``genome`` is the JSON form of a :mod:`model_discovery.genome` unit genome (None for a unit
+    made by a code-level edit of a unit that has no genome); ``parents`` names the units it was
+    derived from (empty for a freshly sampled genome).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    operator: str = Field(description="genome or code operator, e.g. sample, point, subtree, crossover, code")
+    edit: str = Field(description="one line: what the operator changed")
+    parents: list[str] = Field(default_factory=list, description="units this one was derived from")
+    genome: dict[str, object] | None = Field(None, description="unit genome (JSON) the source was generated from")
+
+
 class UnitSpec(BaseModel):
     """One unit of a design: the source of one ``GAUBase`` subclass named like the unit."""
 
@@ -37,6 +53,8 @@ class UnitSpec(BaseModel):
     children: dict[str, str] = Field(default_factory=dict, description="slot -> unit name")
     hparams: dict[str, HParam] = Field(default_factory=dict)
     doc: str = ""
+    origin: UnitOrigin | None = Field(None, description="genome and lineage of an invented unit (None: catalogue "
+                                                        "or hand-written)")
 
 
 class Design(BaseModel):

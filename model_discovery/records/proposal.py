@@ -7,8 +7,9 @@ produces these same pydantic objects; the role interfaces are in :mod:`model_dis
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
-from model_discovery.records.design import Design, HParam, Role
+from model_discovery.records.design import Design, HParam, Role, UnitOrigin
 from model_discovery.records.scale import ScaleConfig
 
 
@@ -58,6 +59,8 @@ class UnitImplementation(BaseModel):
     children: dict[str, str] = Field(default_factory=dict)
     hparams: dict[str, HParam] = Field(default_factory=dict)
     rationale: str = ""
+    origin: SkipJsonSchema[UnitOrigin | None] = Field(
+        None, description="genome and lineage of an invented unit (set by the symbolic coder; not in the LLM's schema)")
 
 
 class DesignDigest(BaseModel):

@@ -1,6 +1,7 @@
 """Symbolic agents: GP operators, renaming, proposer determinism, reviewer gates, coder repairs.
 
-Designs built here consist of catalogue code only (trusted), so the tests execute them in-process.
+Designs built here consist of catalogue code and code from the genome generator (both trusted:
+written by the project), so the tests execute them in-process.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from model_discovery.agents.symbolic.draft import Draft, design_problems
 from model_discovery.agents.symbolic.params import is_trusted, meta_count, static_count
 from model_discovery.agents.symbolic.source import canonical_source, rename_unit_source
 from model_discovery.gau import Design, build_lm, compile_design, get_scale, list_seeds, load_seed
+from model_discovery.genome.invent import genome_unit, with_unit
+from model_discovery.genome.operators import GenomeEdit
+from model_discovery.genome.spec import DeltaRule, MixerGenome
 from model_discovery.records import Proposal, ReviewContext, UnitPlan
 
 MICRO = get_scale("micro")
@@ -50,9 +54,13 @@ def forward_ok(design: Design, seq: int = 24) -> None:
 def _apply(op: str, seed: str, rng_seed: int = 0) -> tuple[Design, Design]:
     a = _seed(seed)
     proposer = SymbolicProposer(SymbolicConfig(seed=rng_seed))
+    b = _partner(seed)
     if op == "remove":  # remove undoes an insert; seeds have no combinator of their own
         a = proposer.build("insert", a).design
-    return a, proposer.build(op, a, _partner(seed)).design
+    if op in ("mutate_unit", "cross_unit"):  # these edit invented units: give both designs one
+        a = with_unit(a, *genome_unit(GenomeEdit(MixerGenome(), "sample", "test genome")))
+        b = with_unit(b, *genome_unit(GenomeEdit(MixerGenome(token_mixer=DeltaRule()), "sample", "test genome")))
+    return a, proposer.build(op, a, b).design
 
 
 @pytest.mark.parametrize("op", OPERATORS)
@@ -271,3 +279,37 @@ def test_sandboxed_param_count_and_run_checks_gate() -> None:
         report = check.run_checks(proposal.design, "micro")
         passed += bool(report.passed)
     assert passed >= 3
+
+
+@pytest.mark.parametrize("op", ["invent", "mutate_unit", "cross_unit", "code_edit"])
+def test_invention_operators_make_new_units_with_lineage(op: str) -> None:
+    parent, child = _apply(op, "gpt2", rng_seed=5)
+    known = {canonical_source(u.source) for u in parent.units.values()}
+    new = [n for n, u in child.units.items() if canonical_source(u.source) not in known]
+    assert new, f"{op} made no new unit"
+    for name in new:
+        origin = child.units[name].origin
+        assert origin is not None and origin.edit
+        assert f"class {name}(GAUBase)" in child.units[name].source
+        if op == "code_edit":
+            assert origin.operator == "code" and origin.parents and origin.genome is None
+        else:
+            assert origin.genome is not None and origin.operator in ("sample", "point", "subtree", "crossover")
+    if op in ("mutate_unit", "cross_unit"):
+        assert child.units[new[0]].origin.parents  # type: ignore[union-attr]
+
+
+def test_reviewer_rejects_an_invented_unit_that_exists_under_another_name() -> None:
+    proposer = SymbolicProposer(SymbolicConfig(seed=11))
+    gpt2 = _seed("gpt2")
+    proposal = proposer.build("invent", gpt2)
+    name = next(n for n, u in proposal.design.units.items() if u.origin is not None)  # type: ignore[union-attr]
+    spec = proposal.design.units[name]  # type: ignore[union-attr]
+    source, _ = rename_unit_source(spec.source, name, "SameUnitRenamed", set())
+    other = with_unit(_seed("llama"), "SameUnitRenamed", spec.model_copy(update={"source": source}))
+    reviewer = SymbolicReviewer(SymbolicConfig(meta_build=False))
+    fresh = reviewer.review(proposal, ReviewContext(parents=[gpt2]))
+    assert not any("duplicate" in r for r in fresh.reasons)
+    review = reviewer.review(proposal, ReviewContext(parents=[gpt2], known_designs=[other]))
+    assert not review.accept and review.rating == 1
+    assert f"unit {name} duplicates unit SameUnitRenamed of {other.name}" in review.reasons[0]

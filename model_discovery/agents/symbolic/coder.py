@@ -103,7 +103,7 @@ class SymbolicCoder:
             if other != name:
                 taken |= defined_names(u.source)
         source, _ = rename_unit_source(pspec.source, pname, name, taken)
-        reverted = spec.model_copy(update={"source": source, "hparams": dict(pspec.hparams)})
+        reverted = spec.model_copy(update={"source": source, "hparams": dict(pspec.hparams), "origin": pspec.origin})
         return _impl(name, reverted, f"reverted to {pname} of the parent design")
 
     @staticmethod
@@ -120,4 +120,4 @@ class SymbolicCoder:
 
 def _impl(name: str, spec: UnitSpec, rationale: str) -> UnitImplementation:
     return UnitImplementation(name=name, role=spec.role, source=spec.source, children=dict(spec.children),
-                              hparams=dict(spec.hparams), rationale=rationale)
+                              hparams=dict(spec.hparams), rationale=rationale, origin=spec.origin)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from model_discovery.agents.symbolic.operators import OPERATORS
+from model_discovery.agents.symbolic.registry import OPERATORS
 
 
 def _default_weights() -> dict[str, float]:
-    return {"swap": 3.0, "hparam": 2.0, "insert": 2.0, "remove": 1.0, "interleave": 1.0, "crossover": 2.0}
+    return {"swap": 3.0, "hparam": 2.0, "insert": 2.0, "remove": 1.0, "interleave": 1.0, "crossover": 2.0,
+            "invent": 4.0, "mutate_unit": 3.0, "cross_unit": 2.0, "code_edit": 4.0}
 
 
 def _default_priors() -> dict[str, float]:
     return {"swap": 0.6, "hparam": 0.4, "insert": 0.6, "remove": 0.5, "interleave": 0.7, "crossover": 0.7,
-            "llm": 0.5}
+            "invent": 0.7, "mutate_unit": 0.6, "cross_unit": 0.6, "code_edit": 0.6, "llm": 0.5}
 
 
 class SymbolicConfig(BaseModel):

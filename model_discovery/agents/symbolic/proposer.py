@@ -8,7 +8,8 @@ import re
 from model_discovery.agents.symbolic.config import SymbolicConfig
 from model_discovery.agents.symbolic.draft import design_problems, spec_key
 from model_discovery.agents.symbolic.hparams import hparams_valid
-from model_discovery.agents.symbolic.operators import OPERATORS, REGISTRY, Edit, NotApplicable
+from model_discovery.agents.symbolic.operators import Edit, NotApplicable
+from model_discovery.agents.symbolic.registry import OPERATORS, REGISTRY
 from model_discovery.records import Design, Proposal, Review, UnitPlan
 
 _OP_SUFFIX = re.compile(r"-(?:" + "|".join(OPERATORS) + r")-[0-9a-f]{6,}.*$")
@@ -70,7 +71,7 @@ class SymbolicProposer:
     def build(self, operator: str, a: Design, b: Design | None = None) -> Proposal:
         """One proposal from one operator, validated statically (raises on failure)."""
         edit = self.apply(operator, a, b)
-        parents = [a] + ([b] if b is not None and operator in ("interleave", "crossover") else [])
+        parents = [a] + ([b] if b is not None and operator in ("interleave", "crossover", "cross_unit") else [])
         stem = "+".join(dict.fromkeys(name_stem(p.name) for p in parents))
         draft_design = edit.draft.to_design(f"{stem}-{operator}-pending", [p.name for p in parents], edit.change)
         fp = draft_design.fingerprint()

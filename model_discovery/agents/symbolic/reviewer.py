@@ -7,7 +7,9 @@ from collections import Counter
 
 from model_discovery.agents.symbolic.config import SymbolicConfig
 from model_discovery.agents.symbolic.params import ParamEstimate, count_params
-from model_discovery.agents.symbolic.source import base_name
+from model_discovery.agents.symbolic.draft import catalogue_keys
+from model_discovery.agents.symbolic.source import base_name, source_key
+from model_discovery.genome.invent import unit_fingerprint
 from model_discovery.records import Design, Proposal, Review, ReviewContext
 
 _HPARAM_WEIGHT = 0.5
@@ -54,6 +56,36 @@ def novelty(design: Design, known: list[Design]) -> float:
     return min(feature_distance(feats, design_features(k)) for k in known)
 
 
+def duplicate_units(design: Design, parents: list[Design], known: list[Design]) -> list[str]:
+    """Invented units of ``design`` that already exist: same genome or same source modulo renaming.
+
+    A unit is invented when it records an origin and its source is in no parent. It duplicates a
+    unit of a known design (or a catalogue unit) with the same genome fingerprint or the same
+    canonical source, whatever either is called.
+    """
+    in_parents = {source_key(u.source) for p in parents for u in p.units.values()}
+    seen: dict[str, str] = {key: "a catalogue unit" for key in catalogue_keys()}
+    for other in known:
+        for name, unit in other.units.items():
+            if unit.origin is None:
+                continue
+            where = f"unit {name} of {other.name}"
+            seen.setdefault(source_key(unit.source), where)
+            fp = unit_fingerprint(unit)
+            if fp is not None:
+                seen.setdefault(f"genome:{fp}", where)
+    out = []
+    for name, unit in design.units.items():
+        key = source_key(unit.source)
+        if unit.origin is None or key in in_parents:
+            continue
+        fp = unit_fingerprint(unit)
+        match = seen.get(key) or (seen.get(f"genome:{fp}") if fp is not None else None)
+        if match:
+            out.append(f"unit {name} duplicates {match}")
+    return out
+
+
 def size_fit(n_params: int, limits: tuple[int, int]) -> float:
     """1 at the geometric middle of the allowed band, falling to 0 at its edges (and outside)."""
     lo, hi = limits
@@ -67,7 +99,8 @@ def size_fit(n_params: int, limits: tuple[int, int]) -> float:
 class SymbolicReviewer:
     """Reviews proposals without an LLM.
 
-    Hard rejections (rating 1): exact duplicates of designs in the tree, structural no-ops
+    Hard rejections (rating 1): exact duplicates of designs in the tree, invented units that
+    duplicate a known unit by genome or canonical source (:func:`duplicate_units`), structural no-ops
     (no difference from a parent beyond names), and designs whose non-embedding parameter count
     at ``context.scale`` lies outside ``scale.param_limits()``. Otherwise
     ``rating = 1 + 4 * weighted mean(novelty, size fit, operator prior)`` and the proposal is
@@ -96,6 +129,10 @@ class SymbolicReviewer:
             return Review(rating=1, accept=False, novelty=0.0,
                           reasons=[f"duplicate: fingerprint {fp} is already in the tree"],
                           suggestions=["apply a different operator or edit another unit"])
+        dup_units = duplicate_units(design, list(context.parents), known)
+        if dup_units:
+            return Review(rating=1, accept=False, novelty=0.0, reasons=["duplicate " + "; ".join(dup_units)],
+                          suggestions=["mutate the invented unit's genome or edit another unit"])
         feats = design_features(design)
         if any(feature_distance(feats, design_features(p)) == 0.0 for p in context.parents):
             return Review(rating=1, accept=False, novelty=0.0,

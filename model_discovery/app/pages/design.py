@@ -6,6 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from model_discovery.app import common, tables
+from model_discovery.app.invented import show_origin
 from model_discovery.gau.library import seed_notes
 from model_discovery.records import DesignError
 
@@ -129,6 +130,7 @@ with tab_units:
     for uname in design.walk():
         unit = design.units[uname]
         with st.expander(f"{uname} · {unit.role}", expanded=uname == design.root):
+            show_origin(unit)
             if unit.hparams:
                 st.markdown("hparams: " + ", ".join(f"`{k}={v}`" for k, v in unit.hparams.items()))
             if unit.children:
