@@ -211,7 +211,8 @@ class UsageLedger:
         try:
             return [UsageRecord.model_validate(r) for r in json.loads(Path(path).read_text())]
         except (OSError, ValueError, TypeError, ValidationError) as exc:
-            raise ValueError(f"{path}: {field_error(exc) if isinstance(exc, ValidationError) else exc}") from exc
+            detail = field_error(exc) if isinstance(exc, ValidationError) else " ".join(str(exc).split())[:200]
+            raise ValueError(f"{path}: not a usage ledger: {detail}") from exc
 
     def save(self, path: str | Path) -> Path:
         """Write all records as a JSON list (atomically: a reader never sees half a file)."""
