@@ -90,6 +90,8 @@ def test_crossover_and_interleave_mix_two_seeds() -> None:
     assert set(cross.units) - set(a.units), "crossover brought in no unit from the other seed"
     assert set(cross.parents) == {"gpt2", "mamba2"}
     forward_ok(cross)
+    again = proposer.build("crossover", cross, _seed("llama")).design  # names do not grow by generation
+    assert again.name.startswith("gpt2+llama-crossover-") and len(again.name) <= len(cross.name) + 1
 
 
 def test_name_clash_renames_unit_and_class_consistently() -> None:

@@ -72,7 +72,8 @@ class SymbolicProposer:
         """One proposal from one operator, validated statically (raises on failure)."""
         edit = self.apply(operator, a, b)
         parents = [a] + ([b] if b is not None and operator in ("interleave", "crossover", "cross_unit") else [])
-        stem = "+".join(dict.fromkeys(name_stem(p.name) for p in parents))
+        # each parent's first family only, so names do not grow from generation to generation
+        stem = "+".join(dict.fromkeys(name_stem(p.name).split("+")[0] for p in parents))
         draft_design = edit.draft.to_design(f"{stem}-{operator}-pending", [p.name for p in parents], edit.change)
         fp = draft_design.fingerprint()
         if fp in {p.fingerprint() for p in parents}:
