@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 from model_discovery.records import VerifyResult
 
 log = logging.getLogger(__name__)
 DEFAULT_PROJECT = "model_discovery"
+_ONE_RUN = threading.Lock()  # wandb keeps one current run per process: workers log one at a time
 
 
 def wandb_mode() -> str:
@@ -30,6 +32,11 @@ def log_verification(result: "VerifyResult", out_dir: str | Path, project: str |
     mode = wandb_mode()
     if mode == "disabled":
         return None
+    with _ONE_RUN:
+        return _log(result, out_dir, project, mode)
+
+
+def _log(result: "VerifyResult", out_dir: str | Path, project: str | None, mode: str) -> str | None:
     try:
         import wandb
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,9 @@ def test_wandb_logging_is_offline_and_never_fails(tmp_path: Path, monkeypatch: p
     record = in_process(load_seed("gpt2"), tmp_path / "run")
     run_dir = log_verification(record, tmp_path / "run")
     assert run_dir is not None and Path(run_dir).is_dir() and "offline-run" in run_dir
+    with ThreadPoolExecutor(2) as pool:  # two workers finishing at once: both runs are logged
+        dirs = list(pool.map(lambda i: log_verification(record, tmp_path / f"w{i}"), range(2)))
+    assert all(d is not None and Path(d).is_dir() for d in dirs) and dirs[0] != dirs[1]
     monkeypatch.setenv("WANDB_MODE", "no-such-mode")  # wandb rejects it: logged, not raised
     assert log_verification(record, tmp_path / "run") is None
 
