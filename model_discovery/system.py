@@ -302,7 +302,8 @@ class DiscoverySystem:
                 lines.append(f"  best: {confirmed} {est[confirmed]}: its lower bound beats every seed's mean")
             elif best is not None:
                 lines.append(f"  leading: {best} {est[best]}; not confirmed better than the best seed "
-                             f"(needs {need} seeds and mean - {self.selector.policy.z:g} SE above the seed's mean)")
+                             f"(needs {need} seeds, and mean - {self.selector.policy.z:g} SE above the best seed's mean "
+                             f"on {need} seeds)")
             counted = self.selector.counted_tasks(self.tree, scale)
             tasks = sorted({t for r in results for t in read_metrics(r).evals})
             dropped = [t for t in tasks if t not in counted]

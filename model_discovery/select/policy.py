@@ -208,12 +208,18 @@ def recommend(estimates: Mapping[str, Estimate], config: PolicyConfig) -> str | 
     return max(known, key=lambda n: known[n].mean)
 
 
-def confirmed_best(estimates: Mapping[str, Estimate], seeds: Sequence[str], config: PolicyConfig) -> str | None:
-    """A non-seed design whose lower bound beats the best seed's mean with ``min_seeds`` seeds, if any."""
-    seed_means = [estimates[s].mean for s in seeds if s in estimates and estimates[s].n > 0]
-    if not seed_means:
+def confirmed_best(estimates: Mapping[str, Estimate], seeds: Sequence[str], config: PolicyConfig,
+                   exact: Collection[str] = ()) -> str | None:
+    """A non-seed design with ``min_seeds`` seeds whose lower bound beats the best seed's mean, if
+    any; the best seed must have ``min_seeds`` seeds too (one seed's mean is too noisy a bar),
+    unless it is in ``exact`` (the baseline, whose fitness is 0 by definition)."""
+    known = {s: estimates[s] for s in seeds if s in estimates and estimates[s].n > 0}
+    if not known:
         return None
-    bar = max(seed_means)
+    top = max(known, key=lambda s: known[s].mean)
+    if known[top].n < config.min_seeds and top not in exact:
+        return None
+    bar = known[top].mean
     ok = {n: e for n, e in estimates.items()
           if n not in set(seeds) and e.n >= config.min_seeds and e.lcb(config.z) > bar}
     return max(ok, key=lambda n: ok[n].lcb(config.z)) if ok else None

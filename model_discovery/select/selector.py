@@ -346,7 +346,11 @@ class Selector:
             single = {n: r.fitness for n, r in ok.items() if n != self.config.baseline}  # type: ignore[misc]
             done = {n for n, r in ok.items() if r.seeds >= need} | {n for n in ok if (n, scale) in busy}
             seeds = {n for n, r in designs.items() if r.is_seed}
-            for n in self._replicate_order(single, done, self.estimates(tree, scale), seeds):
+            ups = self._replicate_order(single, done, self.estimates(tree, scale), seeds)
+            bar = max((n for n in single if n in seeds), key=lambda n: single[n], default=None)
+            if bar is not None and any(n not in seeds and ok[n].seeds >= need for n in ok):
+                ups = [bar] + [n for n in ups if n != bar]  # a claim needs the best seed's mean on min_seeds
+            for n in ups:
                 if ok[n].seeds < need and (n, scale) not in busy:
                     order.append(VerifyPick(n, scale, need - ok[n].seeds, ok[n].seeds))
             if i == 0:
@@ -385,7 +389,7 @@ class Selector:
         """
         est = self.estimates(tree, scale)
         seeds = [r.name for r in tree.list_designs() if r.is_seed]
-        return recommend(est, self.policy), confirmed_best(est, seeds, self.policy)
+        return recommend(est, self.policy), confirmed_best(est, seeds, self.policy, exact=[self.config.baseline])
 
 
 class RandomSelector(Selector):

@@ -65,6 +65,8 @@ def test_recommendation_needs_seeds_and_uses_the_lower_bound() -> None:
     assert recommend({}, cfg) is None
     assert confirmed_best(est, ["seed"], cfg) == "solid"
     assert confirmed_best(est, ["solid"], cfg) is None  # nothing beats the seed's 0.1 by a lower bound
+    one = {**est, "seed": Estimate(mean=0.05, se=0.01, n=1)}
+    assert confirmed_best(one, ["seed"], cfg) is None  # the best seed's one-seed mean is no bar
 
 
 def test_surrogate_tracks_its_online_rank_correlation() -> None:

@@ -178,6 +178,18 @@ def test_rung_noise_is_measured_from_replicated_designs(make_tree) -> None:  # n
     assert m3.seeds == 3 and m3.fitness_se < 0.01  # the measured spread (about 0.004 / 3.5) replaced 0.05
 
 
+def test_a_claim_waits_for_the_best_seed_on_min_seeds(make_tree, seed) -> None:  # noqa: ANN001
+    tree = make_tree([3, 5, 8, 9, 11])
+    other = seed.model_copy(deep=True)
+    other.name, other.parents = "s7", []  # a second seed, second best of all (width 7)
+    other.units["GeluMLP"].hparams["mult"] = 7
+    tree.add_design(other, check={"passed": True})
+    sel = Selector(SelectorConfig(scales=["micro"], policy=GREEDY.model_copy(update={"replicate_after": 2})))
+    history = _run_ladder(tree, sel)
+    assert "s7" in {p.design for p in history if p.replicate}  # the bar is measured on min_seeds too
+    assert sel.best(tree, "micro") == ("m8", "m8")
+
+
 def test_verifications_go_to_the_lowest_rung_first(make_tree) -> None:  # noqa: ANN001
     tree = make_tree([3, 5])
     sel = Selector(SelectorConfig(scales=SCALES))
