@@ -131,7 +131,7 @@ class DesignFlow:
             proposal = self._screen(proposal, parents, references, draw)
         # the proposal's own parents: a screened draft may come from other designs, and a
         # two-design edit (crossover, interleave) names its second design as a parent too
-        parents = list(dict.fromkeys(p for p in proposal.parents if self._in_tree(p))) or parents
+        parents = list(dict.fromkeys(p for p in proposal.parents if self.tree.has_design(p))) or parents
         dumped = proposal.model_dump(mode="json")
         return {"proposal": dumped, "proposals": [*state.get("proposals", []), dumped], "parents": parents,
                 "references": [r for r in references if r not in parents],
@@ -161,13 +161,6 @@ class DesignFlow:
             return first
         order = self.selector.screen(self.tree, [(p.design, p.operator) for p in props])  # type: ignore[misc]
         return props[order[0]]
-
-    def _in_tree(self, name: str) -> bool:
-        try:
-            self.tree.get_design(name)
-        except LookupError:  # the tree's UnknownDesignError
-            return False
-        return True
 
     def _node_review(self, state: FlowState) -> dict[str, Any]:
         proposal = Proposal.model_validate(state["proposal"])

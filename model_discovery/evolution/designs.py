@@ -185,6 +185,11 @@ class DesignsMixin(TreeStore):
         with self._tx() as s:
             return s.scalar(select(DesignRow.id).where(DesignRow.fingerprint == fingerprint)) is not None
 
+    def has_design(self, name: str) -> bool:
+        """Whether a design named ``name`` is in the tree."""
+        with self._tx() as s:
+            return s.scalar(select(DesignRow.id).where(DesignRow.name == name)) is not None
+
     def fingerprints(self) -> set[str]:
         """Fingerprints of every design in the tree (for duplicate checks by reviewers)."""
         with self._tx() as s:

@@ -81,7 +81,7 @@ def test_failure_mid_add_leaves_nothing(tree: EvolutionTree, seed: Design, varia
                             {"passed": True, "seconds": 1.0})
     finally:
         event.remove(tree.engine, "before_cursor_execute", boom)
-    assert [d.name for d in tree.list_designs()] == ["gpt2"]
+    assert [d.name for d in tree.list_designs()] == ["gpt2"] and not tree.has_design("doomed")
     assert tree.stats() == before
     assert tree.children("gpt2") == []
     # the same add then succeeds in full
