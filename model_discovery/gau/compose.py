@@ -21,7 +21,6 @@ from typing import Any
 from model_discovery.records import Design, DesignError, ScaleConfig
 
 RUNTIME_SOURCE_PATH = Path(__file__).with_name("runtime.py")
-_RUNTIME_NAMES = {"GAUBase", "UnitContext", "DesignLM", "RMSNorm"}
 
 
 def runtime_source() -> str:
@@ -58,13 +57,16 @@ def top_level_names(source: str) -> set[str]:
     return names
 
 
+RUNTIME_NAMES = frozenset(top_level_names(runtime_source()))
+
+
 def compile_design(design: Design) -> str:
     """Return the self-contained module source for ``design``.
 
     Raises :class:`DesignError` naming the unit when a source does not parse, does not define
     its class, or redefines a name that another unit or the runtime defines.
     """
-    owner: dict[str, str] = {n: "<runtime>" for n in _RUNTIME_NAMES}
+    owner: dict[str, str] = {n: "<runtime>" for n in RUNTIME_NAMES}
     parts = [f'"""Design {design.name!r}: compiled GAU module (self-contained)."""',
              "from __future__ import annotations\n\nimport json",
              "# ---- GAU runtime " + "-" * 60, strip_internal_imports(runtime_source())]

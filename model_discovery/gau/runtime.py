@@ -10,10 +10,18 @@ Calling convention shared by every unit::
 A unit builds its children through :meth:`GAUBase.build_child` with a *slot* name
 (``self.mixer = self.build_child("mixer")``); the design decides which unit fills each slot and
 with which hyperparameters, so any unit can be swapped for another of the same role.
+
+Incremental decoding: ``DesignLM(idx, cache=DecodeCache())`` consumes ``idx`` and keeps what each
+unit needs to continue; the next call passes only the new positions. A unit takes part in one of
+three ways: ``positionwise = True`` (its own work is per position, e.g. a norm, an MLP or a block
+that only composes children), a ``_step(X, state, **Z)`` of its own (a KV cache or a recurrent
+state in ``state``), or neither, and then :meth:`GAUBase._step` replays the unit's past inputs
+(exact for any causal unit, but it recomputes that unit's prefix).
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 from typing import Any
 
@@ -57,12 +65,30 @@ class UnitContext:
         return unit
 
 
+class DecodeCache:
+    """What an incremental decode keeps: each unit's state and the positions consumed so far."""
+
+    def __init__(self) -> None:
+        self.length = 0
+        self.units: dict[int, dict[str, Any]] = {}
+
+    def state(self, unit: nn.Module) -> dict[str, Any]:
+        """The state dict of ``unit`` (empty at the first call)."""
+        return self.units.setdefault(id(unit), {})
+
+
+_decoding: contextvars.ContextVar[DecodeCache | None] = contextvars.ContextVar("gau_decode", default=None)
+
+
 class GAUBase(nn.Module):
     """Base class of every Generalized Autoregressive Unit.
 
     Subclasses implement ``_forward(self, X, **Z) -> (Y, Z_new)`` and must be causal: the
-    output at position t may depend only on inputs at positions <= t.
+    output at position t may depend only on inputs at positions <= t. For decoding they set
+    ``positionwise = True`` or implement ``_step`` (see the module docstring).
     """
+
+    positionwise: bool = False
 
     def __init__(self, d_model: int, block_loc: tuple[int, int], ctx: UnitContext | None = None) -> None:
         super().__init__()
@@ -80,8 +106,27 @@ class GAUBase(nn.Module):
     def _forward(self, X: torch.Tensor, **Z: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         raise NotImplementedError
 
+    def _step(self, X: torch.Tensor, state: dict[str, Any], **Z: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Outputs at the new positions ``X``, given ``state`` kept from the earlier ones.
+
+        This default keeps the unit's inputs and replays them with decoding off: exact for a
+        causal unit, at the cost of recomputing its prefix. Units override it with a real cache.
+        """
+        full = X if "inputs" not in state else torch.cat([state["inputs"], X], dim=1)
+        state["inputs"] = full
+        token = _decoding.set(None)
+        try:
+            Y, Z_new = self._forward(full, **Z)
+        finally:
+            _decoding.reset(token)
+        return Y[:, -X.size(1):], Z_new
+
     def forward(self, X: torch.Tensor, **Z: Any) -> tuple[torch.Tensor, dict[str, Any]]:
-        out = self._forward(X, **Z)
+        cache = _decoding.get()
+        if cache is None or self.positionwise:
+            out = self._forward(X, **Z)
+        else:
+            out = self._step(X, cache.state(self), **Z)
         if not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError(f"{type(self).__name__}._forward must return (Y, Z), got {type(out).__name__}")
         Y, Z_new = out
@@ -129,15 +174,33 @@ class DesignLM(nn.Module):
         self.lm_head = nn.Linear(self.d_model, self.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight
 
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.wte(idx)
-        z: dict[str, Any] = {}
-        for block in self.blocks:
-            x, z = block(x, **z)
+    def hidden_states(self, idx: torch.Tensor, cache: DecodeCache | None = None) -> torch.Tensor:
+        """Final-norm states of ``idx``; with ``cache``, ``idx`` continues what the cache holds."""
+        token = _decoding.set(cache)
+        try:
+            x = self.wte(idx)
+            z: dict[str, Any] = {}
+            for block in self.blocks:
+                x, z = block(x, **z)
+        finally:
+            _decoding.reset(token)
+        if cache is not None:
+            cache.length += idx.size(1)
         return self.ln_f(x)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.hidden_states(idx))
+    def forward(self, idx: torch.Tensor, cache: DecodeCache | None = None) -> torch.Tensor:
+        return self.lm_head(self.hidden_states(idx, cache))
+
+    def next_inputs(self, idx: torch.Tensor, cache: DecodeCache | None) -> tuple[torch.Tensor, DecodeCache]:
+        """The part of ``idx`` (the whole sequence so far) to feed next, and the cache to feed it to.
+
+        While the sequence fits the context the cache continues; past it each step starts a new
+        cache on the last ``context_len`` tokens, exactly as a model without a cache would.
+        """
+        T = idx.size(1)
+        if cache is not None and cache.length < T <= self.context_len:
+            return idx[:, cache.length:], cache
+        return idx[:, -self.context_len:], DecodeCache()
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = self(idx)
@@ -150,8 +213,10 @@ class DesignLM(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None) -> torch.Tensor:
+        cache = None
         for _ in range(max_new_tokens):
-            logits = self(idx[:, -self.context_len:])[:, -1, :] / max(temperature, 1e-5)
+            new, cache = self.next_inputs(idx, cache)
+            logits = self(new, cache)[:, -1, :] / max(temperature, 1e-5)
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                 logits[logits < v[:, [-1]]] = -math.inf

@@ -10,6 +10,8 @@ SLOT_ROLES = {"even": "block", "odd": "block"}
 
 
 class InterleaveBlock(GAUBase):
+    positionwise = True  # decoding feeds it the new positions alone
+
     def __init__(self, d_model, block_loc, ctx=None):
         super().__init__(d_model, block_loc, ctx)
         if block_loc[0] % 2 == 0:

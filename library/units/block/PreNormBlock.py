@@ -6,6 +6,8 @@ from model_discovery.gau.runtime import GAUBase
 
 
 class PreNormBlock(GAUBase):
+    positionwise = True  # decoding feeds it the new positions alone
+
     def __init__(self, d_model, block_loc, ctx=None):
         super().__init__(d_model, block_loc, ctx)
         self.norm1 = self.build_child("norm1")

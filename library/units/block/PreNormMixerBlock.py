@@ -8,6 +8,8 @@ from model_discovery.gau.runtime import GAUBase
 class PreNormMixerBlock(GAUBase):
     """One residual branch; the mixer carries all of the block's parameters."""
 
+    positionwise = True  # decoding feeds it the new positions alone
+
     def __init__(self, d_model, block_loc, ctx=None):
         super().__init__(d_model, block_loc, ctx)
         self.norm = self.build_child("norm")

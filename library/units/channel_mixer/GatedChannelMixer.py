@@ -9,6 +9,8 @@ SLOT_ROLES = {"mlp": "channel_mixer"}
 
 
 class GatedChannelMixer(GAUBase):
+    positionwise = True  # decoding feeds it the new positions alone
+
     def __init__(self, d_model, block_loc, ctx=None, gate_bias: bool = True):
         super().__init__(d_model, block_loc, ctx)
         self.gate = nn.Linear(d_model, d_model, bias=gate_bias)

@@ -7,6 +7,8 @@ from model_discovery.gau.runtime import GAUBase
 
 
 class GeluMLP(GAUBase):
+    positionwise = True  # decoding feeds it the new positions alone
+
     def __init__(self, d_model, block_loc, ctx=None, mult: int = 4):
         super().__init__(d_model, block_loc, ctx)
         self.fc = nn.Linear(d_model, mult * d_model, bias=False)

@@ -25,9 +25,17 @@ class RWKVChannelMix(GAUBase):
         self.receptance = nn.Linear(d_model, d_model, bias=False)
 
     def _forward(self, X, **Z):
-        shifted = F.pad(X, (0, 0, 1, -1))  # x_{t-1}, zeros at t = 0
+        return self.mix(X, F.pad(X, (0, 0, 1, -1))), {}  # x_{t-1}, zeros at t = 0
+
+    def _step(self, X, state, **Z):
+        """Token-shift state: the last input."""
+        last = state.get("last", X.new_zeros(X.size(0), 1, X.size(2)))
+        state["last"] = X[:, -1:]
+        return self.mix(X, torch.cat([last, X[:, :-1]], dim=1)), {}
+
+    def mix(self, X, shifted):
         delta = shifted - X
         xk = X + delta * self.mix_k
         xr = X + delta * self.mix_r
         k = torch.relu(self.key(xk)).square()
-        return torch.sigmoid(self.receptance(xr)) * self.value(k), {}
+        return torch.sigmoid(self.receptance(xr)) * self.value(k)

@@ -11,6 +11,8 @@ from model_discovery.gau.runtime import GAUBase
 class SwiGLU(GAUBase):
     """``W_out(silu(W_gate x) * W_up x)``; mult 8/3 keeps parameters equal to a 4x GELU MLP."""
 
+    positionwise = True  # decoding feeds it the new positions alone
+
     def __init__(self, d_model, block_loc, ctx=None, mult: float = 2.6667, multiple_of: int = 32):
         super().__init__(d_model, block_loc, ctx)
         hidden = multiple_of * math.ceil(mult * d_model / multiple_of)

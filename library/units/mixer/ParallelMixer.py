@@ -13,6 +13,8 @@ SLOT_ROLES = {"a": "mixer", "b": "mixer"}
 
 
 class ParallelMixer(GAUBase):
+    positionwise = True  # decoding feeds it the new positions alone
+
     def __init__(self, d_model, block_loc, ctx=None, mode: str = "sum"):
         super().__init__(d_model, block_loc, ctx)
         if mode not in ("sum", "gate"):

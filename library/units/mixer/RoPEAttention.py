@@ -20,11 +20,12 @@ class RoPEAttention(GAUBase):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
 
-    def rotary(self, T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin tables of shape (T, head_dim // 2), computed on the fly (no buffers)."""
+    def rotary(self, T: int, device: torch.device, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin tables of shape (T, head_dim // 2) for positions start .. start + T - 1 (no buffers)."""
         half = self.head_dim // 2
         inv_freq = self.rope_base ** (-torch.arange(half, device=device, dtype=torch.float32) / half)
-        ang = torch.arange(T, device=device, dtype=torch.float32)[:, None] * inv_freq[None, :]
+        pos = torch.arange(start, start + T, device=device, dtype=torch.float32)
+        ang = pos[:, None] * inv_freq[None, :]
         return ang.cos(), ang.sin()
 
     @staticmethod
@@ -32,11 +33,29 @@ class RoPEAttention(GAUBase):
         x1, x2 = x.float().chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
 
-    def _forward(self, X, **Z):
+    def heads(self, X, start: int = 0):
+        """Rotated q, k and v of shape (B, n_head, T, head_dim) for positions start .. start + T - 1."""
         B, T, C = X.shape
         q, k, v = self.qkv(X).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
-        cos, sin = self.rotary(T, X.device)
-        q, k = self.rotate(q, cos, sin), self.rotate(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C)), {}
+        cos, sin = self.rotary(T, X.device, start)
+        return self.rotate(q, cos, sin), self.rotate(k, cos, sin), v
+
+    def attend(self, q, k, v):
+        """Causal attention of the last q.size(2) positions over all k.size(2) keys."""
+        B, _, T, _ = q.shape
+        S = k.size(2)
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if T == S else mask, is_causal=T == S)
+        return self.proj(y.transpose(1, 2).reshape(B, T, -1))
+
+    def _forward(self, X, **Z):
+        return self.attend(*self.heads(X)), {}
+
+    def _step(self, X, state, **Z):
+        """KV cache: rotated keys and values of every earlier position."""
+        q, k, v = self.heads(X, state["k"].size(2) if "k" in state else 0)
+        if "k" in state:
+            k, v = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
+        state["k"], state["v"] = k, v
+        return self.attend(q, k, v), {}

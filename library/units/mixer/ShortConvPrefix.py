@@ -26,3 +26,10 @@ class ShortConvPrefix(GAUBase):
         h = F.pad(X.transpose(1, 2), (self.kernel_size - 1, 0))
         h = F.conv1d(h, self.conv_weight, groups=self.d_model).transpose(1, 2)
         return self.mixer(h, **Z)
+
+    def _step(self, X, state, **Z):
+        """Conv state: the last kernel_size - 1 inputs; the mixer keeps its own."""
+        past = state.get("tail", X.new_zeros(X.size(0), self.d_model, self.kernel_size - 1))
+        h = torch.cat([past, X.transpose(1, 2)], dim=2)
+        state["tail"] = h[:, :, h.size(2) - self.kernel_size + 1:]
+        return self.mixer(F.conv1d(h, self.conv_weight, groups=self.d_model).transpose(1, 2), **Z)

@@ -9,6 +9,8 @@ from model_discovery.gau.runtime import GAUBase
 class RMSNormUnit(GAUBase):
     """``x / rms(x) * weight``, computed in float32."""
 
+    positionwise = True  # decoding feeds it the new positions alone
+
     def __init__(self, d_model, block_loc, ctx=None, eps: float = 1e-5):
         super().__init__(d_model, block_loc, ctx)
         self.eps = eps

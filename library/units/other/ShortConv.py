@@ -1,5 +1,6 @@
 """Depthwise causal 1-D convolution over time with optional SiLU (Mamba2, Hyena, DeltaNet)."""
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -20,7 +21,17 @@ class ShortConv(GAUBase):
         self.activation = activation
         self.conv = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model, bias=True)
 
-    def _forward(self, X, **Z):
-        x = F.pad(X.transpose(1, 2), (self.kernel_size - 1, 0))
+    def convolve(self, x):
+        """x (B, C, kernel_size - 1 + T): the T outputs of the valid convolution."""
         y = self.conv(x).transpose(1, 2)
-        return (F.silu(y) if self.activation == "silu" else y), {}
+        return F.silu(y) if self.activation == "silu" else y
+
+    def _forward(self, X, **Z):
+        return self.convolve(F.pad(X.transpose(1, 2), (self.kernel_size - 1, 0))), {}
+
+    def _step(self, X, state, **Z):
+        """Conv state: the last kernel_size - 1 inputs."""
+        past = state.get("tail", X.new_zeros(X.size(0), X.size(2), self.kernel_size - 1))
+        x = torch.cat([past, X.transpose(1, 2)], dim=2)
+        state["tail"] = x[:, :, x.size(2) - self.kernel_size + 1:]
+        return self.convolve(x), {}

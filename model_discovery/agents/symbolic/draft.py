@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from model_discovery.agents.symbolic.source import (defined_names, fresh_name, rename_unit_source,
                                                     slot_roles_declared, source_key)
-from model_discovery.gau.compose import _RUNTIME_NAMES, compile_design
+from model_discovery.gau.compose import RUNTIME_NAMES, compile_design
 from model_discovery.gau.library import CatalogueUnit, catalogue, list_seeds, load_seed
 from model_discovery.records import Design, DesignError, UnitSpec
 from model_discovery.records.design import used_slots, walk_units
@@ -130,7 +130,7 @@ class Draft:
 
     def taken_names(self, exclude: str | None = None) -> set[str]:
         """Unit names and top-level source names in use (optionally ignoring one unit)."""
-        taken = set(_RUNTIME_NAMES) | set(self.units)
+        taken = set(RUNTIME_NAMES) | set(self.units)
         for name, unit in self.units.items():
             if name != exclude:
                 taken |= {s for s in defined_names(unit.source) if not s.isupper()}
