@@ -23,6 +23,7 @@ from model_discovery.check.channel import UNTRUSTED_FILENAME_PREFIX
 from model_discovery.check.graph import export_lm
 from model_discovery.check.runner import CheckRunner
 from model_discovery.check.sandbox import load_untrusted_module, report
+from model_discovery.gau.compose import MODULE_IMPORTS
 from model_discovery.records import Design, ScaleConfig
 
 DESIGN_CHECKS: tuple[str, ...] = ("build", "export")
@@ -120,7 +121,7 @@ def export_design(payload: dict[str, Any]) -> dict[str, Any]:
     def build() -> dict[str, Any]:
         start = time.perf_counter()
         module = load_untrusted_module(source, f"gau_{design.name.replace('-', '_')}",
-                                       list(payload.get("allowed_imports") or []) + ["json"])
+                                       [*(payload.get("allowed_imports") or []), *MODULE_IMPORTS])
         torch.manual_seed(int(payload.get("seed", 0)))
         model = module.build_lm(scale.d_model, scale.n_block, scale.vocab_size, scale.context_len)
         if not isinstance(model, torch.nn.Module):

@@ -58,6 +58,8 @@ def top_level_names(source: str) -> set[str]:
 
 
 RUNTIME_NAMES = frozenset(top_level_names(runtime_source()))
+#: import roots the compiled module itself uses besides the units' (the runtime and the wiring)
+MODULE_IMPORTS = ("json", "contextvars")
 
 
 def compile_design(design: Design) -> str:

@@ -12,9 +12,14 @@ Layout written by :func:`export_hf`::
     modeling_modis.py         ModisForCausalLM(PreTrainedModel, GenerationMixin) around DesignLM
     gau_design.py             the compiled, self-contained design module (compile_design)
     model.safetensors         weights under ``model.``; the tied head is stored once (embedding)
-    generation_config.json    greedy defaults, no KV cache (the model recomputes every step)
+    generation_config.json    greedy defaults; the design's decode cache on when it checked exact
     design.json               the design itself, for provenance
     tokenizer files           when a ``tokenizers.Tokenizer`` is given (PreTrainedTokenizerFast)
+
+Generation keeps the design's :class:`DecodeCache` (KV caches and recurrent states of its units,
+see ``gau/runtime.py``), so ``generate`` does not recompute the prefix. Export decodes a random
+sequence chunk by chunk and compares it with the full forward; a design whose decoding differs
+is exported with ``use_cache`` off (every step recomputes the context window).
 
 Exporting builds the design's LM in this process (to produce or validate the weights), which
 runs design code: export only designs that passed the sandboxed checks.
@@ -23,6 +28,8 @@ runs design code: export only designs that passed the sandboxed checks.
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,6 +46,9 @@ DESIGN_MODULE = "gau_design"
 EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
 TIED_HEAD_KEY = "lm_head.weight"
 EMBEDDING_KEY = "wte.weight"
+DECODE_TOLERANCE = 1e-4  # max |decoded - full| logit difference, relative to the logits' scale
+
+log = logging.getLogger(__name__)
 
 CONFIGURATION_SOURCE = '''"""Configuration of an exported model_discovery design (GAU tree)."""
 
@@ -52,7 +62,7 @@ class ModisConfig(PretrainedConfig):
 
     def __init__(self, design_name: str = "design", fingerprint: str = "", scale_name: str = "",
                  d_model: int = 64, n_block: int = 2, context_len: int = 128, vocab_size: int = 2048,
-                 tie_word_embeddings: bool = True, use_cache: bool = False, **kwargs):
+                 tie_word_embeddings: bool = True, use_cache: bool = True, **kwargs):
         self.design_name = design_name
         self.fingerprint = fingerprint
         self.scale_name = scale_name
@@ -69,28 +79,44 @@ class ModisConfig(PretrainedConfig):
 
 MODELING_SOURCE = '''"""Causal LM wrapper of an exported model_discovery design (the design lives in gau_design.py)."""
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from transformers import GenerationMixin, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutput
+from transformers.utils import ModelOutput
 
 from .configuration_modis import ModisConfig
-from .gau_design import build_lm
+from .gau_design import DecodeCache, build_lm
+
+
+@dataclass
+class ModisCausalLMOutput(ModelOutput):
+    """Loss, logits, and the decode cache that generation feeds back in."""
+
+    loss: Optional[torch.FloatTensor] = None
+    logits: Optional[torch.FloatTensor] = None
+    cache: Optional[DecodeCache] = None
 
 
 class ModisForCausalLM(PreTrainedModel, GenerationMixin):
     """``self.model`` is the design's DesignLM: embedding -> blocks -> RMSNorm -> tied head.
 
-    There is no KV cache: every generation step recomputes the (context-clipped) prefix.
+    With ``use_cache`` generation keeps a DecodeCache (each unit's KV cache or recurrent state)
+    and feeds only the new token; once the sequence outgrows ``context_len`` each step recomputes
+    the last ``context_len`` tokens, as without a cache.
     """
 
     config_class = ModisConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
     _tied_weights_keys = {"model.lm_head.weight": "model.wte.weight"}
-    _supports_cache_class = False
+    _is_stateful = True
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the design keeps its own DecodeCache
 
     def __init__(self, config: ModisConfig) -> None:
         super().__init__(config)
@@ -115,23 +141,31 @@ class ModisForCausalLM(PreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: torch.nn.Linear) -> None:
         self.model.lm_head = value
 
-    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, **kwargs: Any) -> dict:
-        return {"input_ids": input_ids[:, -self.config.context_len:]}
+    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, cache: Optional[DecodeCache] = None,
+                                      use_cache: Optional[bool] = None, **kwargs: Any) -> dict:
+        if not (self.config.use_cache if use_cache is None else use_cache):
+            return {"input_ids": input_ids[:, -self.config.context_len:]}
+        new, cache = self.model.next_inputs(input_ids, cache)
+        return {"input_ids": new, "cache": cache}
 
     def forward(self, input_ids: torch.LongTensor, attention_mask: Optional[torch.Tensor] = None,
-                labels: Optional[torch.LongTensor] = None, return_dict: Optional[bool] = None,
-                **kwargs: Any) -> CausalLMOutput:
+                labels: Optional[torch.LongTensor] = None, cache: Optional[DecodeCache] = None,
+                use_cache: Optional[bool] = None, return_dict: Optional[bool] = None,
+                **kwargs: Any) -> ModisCausalLMOutput:
         """Logits for every position; with ``labels`` also the shifted next-token loss.
 
-        ``attention_mask`` is accepted for API compatibility; designs attend causally over all
-        given tokens, so left padding is not supported.
+        With ``cache`` (or ``use_cache=True``, which starts one) ``input_ids`` continue the
+        positions the cache holds. ``attention_mask`` is accepted for API compatibility; designs
+        attend causally over all given tokens, so left padding is not supported.
         """
-        logits = self.model(input_ids)
+        if cache is None and use_cache:
+            cache = DecodeCache()
+        logits = self.model(input_ids, cache)
         loss = None
         if labels is not None:
             shift_logits = logits[:, :-1].float().reshape(-1, logits.size(-1))
             loss = F.cross_entropy(shift_logits, labels[:, 1:].reshape(-1), ignore_index=-100)
-        return CausalLMOutput(loss=loss, logits=logits)
+        return ModisCausalLMOutput(loss=loss, logits=logits, cache=cache)
 '''
 
 
@@ -158,6 +192,11 @@ def export_hf(design: Design, scale: ScaleConfig, out_dir: str | Path,
     if weights is None:
         weights = {k: v.detach() for k, v in expected.items()}
     _check_weights(design, weights, expected)
+    model.load_state_dict(weights, strict=False)
+    decode_ok = decode_error(model) <= DECODE_TOLERANCE
+    if not decode_ok:
+        log.warning("design %s: decoding with a cache differs from the full forward; exported with "
+                    "use_cache off (each step recomputes the context)", design.name)
 
     tensors = {f"model.{k}": v.detach().to("cpu").contiguous().clone()
                for k, v in weights.items() if k != TIED_HEAD_KEY}
@@ -169,9 +208,9 @@ def export_hf(design: Design, scale: ScaleConfig, out_dir: str | Path,
     (out / "design.json").write_text(design.to_json())
 
     special = _save_tokenizer(tokenizer, out) if tokenizer is not None else {}
-    config = _config_dict(design, scale, vocab, special)
+    config = {**_config_dict(design, scale, vocab, special), "use_cache": decode_ok}
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    generation = {"do_sample": False, "use_cache": False,
+    generation = {"do_sample": False, "use_cache": decode_ok,
                   **{k: v for k, v in special.items() if k in ("eos_token_id", "bos_token_id", "pad_token_id")}}
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2, sort_keys=True) + "\n")
     return out
@@ -199,6 +238,27 @@ def export_verified(design: Design, verify_dir: str | Path, out_dir: str | Path)
     tok_path = Path(record.get("data_dir", "")) / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(tok_path)) if tok_path.is_file() else None
     return export_hf(design, get_scale(record["scale"]), out_dir, state_dict=state, tokenizer=tokenizer)
+
+
+@torch.no_grad()
+def decode_error(model: torch.nn.Module, length: int = 24, seed: int = 0) -> float:
+    """Largest difference between decoded and full-forward logits, relative to the logits' scale.
+
+    ``model`` is a built DesignLM. A random sequence is fed through one cache as a prompt, single
+    tokens and a chunk, and compared with one full forward.
+    """
+    length = min(length, model.context_len)
+    idx = torch.randint(0, model.vocab_size, (2, length), generator=torch.Generator().manual_seed(seed))
+    was_training = model.training
+    model.eval()
+    try:
+        full = model(idx).float()
+        cache = sys.modules[type(model).__module__].DecodeCache()
+        cuts = sorted({0, length // 3, length // 3 + 1, length // 3 + 2, length})
+        decoded = torch.cat([model(idx[:, a:b], cache).float() for a, b in zip(cuts, cuts[1:])], dim=1)
+    finally:
+        model.train(was_training)
+    return float((decoded - full).abs().max() / full.abs().max().clamp_min(1e-6))
 
 
 def _strip_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -267,7 +327,6 @@ def _config_dict(design: Design, scale: ScaleConfig, vocab: int, special: dict[s
         "context_len": scale.context_len,
         "vocab_size": vocab,
         "tie_word_embeddings": True,
-        "use_cache": False,
         "dtype": "float32",
         "transformers_version": transformers.__version__,
         **special,

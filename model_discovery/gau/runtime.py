@@ -76,6 +76,13 @@ class DecodeCache:
         """The state dict of ``unit`` (empty at the first call)."""
         return self.units.setdefault(id(unit), {})
 
+    def reorder_cache(self, index: torch.Tensor) -> None:
+        """Keep the batch rows ``index`` (in that order) of every state tensor (beam search)."""
+        for state in self.units.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    state[key] = value.index_select(0, index.to(value.device))
+
 
 _decoding: contextvars.ContextVar[DecodeCache | None] = contextvars.ContextVar("gau_decode", default=None)
 

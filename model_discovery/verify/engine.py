@@ -32,7 +32,7 @@ from model_discovery.check.causality import CausalityLeak, test_causality
 from model_discovery.check.graph import export_lm, load_graph_lm
 from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits, load_untrusted_module
 from model_discovery.errors import one_line
-from model_discovery.gau.compose import compile_design, load_module
+from model_discovery.gau.compose import MODULE_IMPORTS, compile_design, load_module
 from model_discovery.gau.library import load_design
 from model_discovery.gau.scales import get_scale
 from model_discovery.records import (CheckConfig, DataConfig, Design, DesignError, Replicate, ScaleConfig,
@@ -236,7 +236,7 @@ def sandbox_limits(payload: dict[str, Any], out_dir: Path, threads: int | None =
         env=dict(env or {}),
         # CUDA maps far more address space than it uses: do not cap it on GPU rungs
         address_space_bytes=None if cpu_only else 2**46,
-        allowed_imports=sorted({*DEFAULT_ALLOWED_IMPORTS, "json"}),
+        allowed_imports=sorted({*DEFAULT_ALLOWED_IMPORTS, *MODULE_IMPORTS}),
         allow_compilers=bool((payload.get("train") or {}).get("compile", False)), init_cuda=not cpu_only,
         max_file_bytes=64 * 2**30)
 

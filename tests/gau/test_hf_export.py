@@ -1,4 +1,5 @@
-"""Hugging Face export: load with AutoModelForCausalLM, identical logits, greedy generate."""
+"""Hugging Face export: load with AutoModelForCausalLM, identical logits, greedy generate with the
+design's decode cache (and without it where decoding is not exact)."""
 
 from __future__ import annotations
 
@@ -44,8 +45,40 @@ def test_export_round_trip_and_generate(seed: str, tmp_path) -> None:
         expected, got = source(idx), model(input_ids=idx).logits
     assert torch.equal(expected, got)
 
+    fed: list[int] = []
+    model.model.register_forward_pre_hook(lambda module, args: fed.append(args[0].size(1)))
     gen = model.generate(idx[:, :6], max_new_tokens=4, do_sample=False)
     assert torch.equal(gen, greedy(source, idx[:, :6], 4))
+    assert config["use_cache"] and fed == [6, 1, 1, 1], "the prefix is recomputed"
+
+
+def test_beam_search_reorders_the_cache(tmp_path) -> None:
+    torch.manual_seed(0)
+    design = load_seed("mamba2")
+    out = export_hf(design, MICRO, tmp_path / "m", state_dict=build_lm(design, MICRO, vocab_size=VOCAB).state_dict())
+    model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+    idx = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(5))
+    kwargs = {"max_new_tokens": 6, "do_sample": False, "num_beams": 3}
+    assert torch.equal(model.generate(idx, **kwargs), model.generate(idx, use_cache=False, **kwargs))
+
+
+def test_inexact_decoding_is_exported_without_cache(tmp_path) -> None:
+    """A unit whose _step disagrees with its _forward: export turns the cache off, generate stays right."""
+    design = load_seed("gpt2")
+    attention = design.units["CausalSelfAttention"]
+    wrong = attention.source + (
+        "\n    def _step(self, X, state, **Z):\n"
+        "        return self.attend(*self.heads(X)), {}  # forgets the earlier positions\n")
+    design = design.model_copy(update={"units": {**design.units,
+                                                 "CausalSelfAttention": attention.model_copy(update={"source": wrong})}})
+    torch.manual_seed(0)
+    source = build_lm(design, MICRO, vocab_size=VOCAB).eval()
+    out = export_hf(design, MICRO, tmp_path / "g", state_dict=source.state_dict())
+    assert json.loads((out / "config.json").read_text())["use_cache"] is False
+    assert json.loads((out / "generation_config.json").read_text())["use_cache"] is False
+    model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+    idx = torch.randint(0, VOCAB, (1, 6), generator=torch.Generator().manual_seed(6))
+    assert torch.equal(model.generate(idx, max_new_tokens=4, do_sample=False), greedy(source, idx, 4))
 
 
 def test_export_with_tokenizer_and_loss(tmp_path) -> None:

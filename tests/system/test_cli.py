@@ -161,3 +161,34 @@ def test_llm_failures_are_one_line_errors(tmp_path: Path) -> None:
     assert out.exit_code == 2 and len(out.stderr.splitlines()) == 1, out.output
     assert out.stderr.startswith("error: proposer [openai_compatible:nope]") and "HTTP 400" in out.stderr
     assert "model 'nope' does not exist" in out.stderr
+
+
+def test_an_agent_budget_stops_discovery_cleanly_and_holds_on_rerun(tmp_path: Path) -> None:
+    """flow.budget.max_tokens ends `modis discover` between LLM calls with exit 0, keeps the ledger,
+    and a second run on the same run dir makes no LLM call at all."""
+    from tests.agents import scripted_answers as A
+    from tests.agents.fake_llm_server import FakeLLMServer, Reply, RoleScript
+
+    run = tmp_path / "run"
+    EvolutionTree(run / "tree.sqlite").add_design(load_seed("gpt2"), operator="seed")  # bootstrap checks nothing
+    (tmp_path / "cfg.yaml").write_text(f"run_dir: {run}\nseeds: [gpt2]\nbudgets: {{micro: 0}}\n"
+                                       "flow: {budget: {max_tokens: 400}, max_review_rounds: 1}\n")
+    reject = {**A.REVIEW, "rating": 1, "accept": False, "reasons": ["not novel"]}
+    script = RoleScript({"proposer": [Reply.json(A.PROPOSAL)] * 5, "reviewer": [Reply.json(reject)] * 5})
+    specs = tmp_path / "agents"
+    specs.mkdir()
+    with FakeLLMServer(responder=script) as server:
+        for role in ("proposer", "reviewer", "planner", "coder", "observer"):
+            (specs / f"{role}.yaml").write_text(f"role: {role}\nprovider: openai_compatible\nmodel: m\n"
+                                                f"base_url: {server.openai_base_url}\nretries: 0\n")
+        args = ["discover", "--steps", "5", "--config", str(tmp_path / "cfg.yaml"), "--agents", str(specs)]
+        out = runner.invoke(app, args)
+        assert out.exit_code == 0, out.output
+        # each call costs 180 tokens: two steps (4 calls, 720 tokens) would pass the 400 limit
+        assert script.calls == {"proposer": 2, "reviewer": 1}, script.calls
+        assert "stopped: agent budget spent: 540 of 400 tokens" in out.stdout
+        ledger = json.loads((run / "usage.json").read_text())
+        assert [r["role"] for r in ledger] == ["proposer", "reviewer", "proposer"]
+        again = runner.invoke(app, args)
+        assert again.exit_code == 0 and "stopped: agent budget spent: 540 of 400 tokens" in again.stdout
+        assert script.calls == {"proposer": 2, "reviewer": 1}, "the rerun called the LLM"

@@ -25,12 +25,11 @@ from pydantic import BaseModel, ConfigDict
 from model_discovery.agents.symbolic.draft import catalogue_keys
 from model_discovery.agents.symbolic.source import init_defaults, source_key
 from model_discovery.check.sandbox import DEFAULT_ALLOWED_IMPORTS, SandboxLimits, load_untrusted_module, run_sandboxed
-from model_discovery.gau.compose import compile_design, load_module
+from model_discovery.gau.compose import MODULE_IMPORTS, compile_design, load_module
 from model_discovery.records import Design, ScaleConfig
 
 Method = Literal["meta", "sandbox", "static"]
 SANDBOX_TARGET = "model_discovery.agents.symbolic.params:sandbox_count"
-_EXTRA_IMPORTS = ("json",)
 
 
 class ParamEstimate(BaseModel):
@@ -80,7 +79,7 @@ def sandbox_count(payload: dict[str, Any]) -> dict[str, Any]:
     design = Design.model_validate(payload["design"])
     scale = ScaleConfig.model_validate(payload["scale"])
     module = load_untrusted_module(compile_design(design), "gau_meta_count",
-                                   tuple(DEFAULT_ALLOWED_IMPORTS) + _EXTRA_IMPORTS)
+                                   (*DEFAULT_ALLOWED_IMPORTS, *MODULE_IMPORTS))
     with torch.device("meta"):
         lm = module.build_lm(scale.d_model, scale.n_block, scale.vocab_size, scale.context_len)
     return {"n_params": int(lm.num_params(non_embedding=True))}
