@@ -200,3 +200,25 @@ def test_unknown_task_is_a_clear_error(model, tokenizer, documents, tmp_path):
 def test_flatten_results():
     res = {"t": {"alias": "t", "acc,none": 0.5, "acc_stderr,none": "N/A", "em,strict": 1.0, "x,none": float("nan")}}
     assert flatten_results(res) == {"t/acc": 0.5, "t/em_strict": 1.0}
+
+
+@pytest.mark.slow  # lm-eval's hf model loads the exported folder through transformers (about a minute)
+def test_export_scores_and_generates_the_same_under_lm_eval_hf(model, tokenizer, documents, tmp_path):
+    """`lm_eval --model hf` on the exported folder gives our adapter's metrics and generations."""
+    import lm_eval.models.huggingface  # noqa: F401 - registers the "hf" model
+    from lm_eval import simple_evaluate
+
+    from model_discovery.gau.hf_export import export_hf
+
+    names = write_local_tasks(documents[6:], tmp_path / "tasks", LocalTaskConfig(complete_max_tokens=6))
+    assert {"local_ppl", "local_nextline", "local_complete"} <= set(names)
+    specs = [str(tmp_path / "tasks" / f"{n}.yaml") for n in ("local_ppl", "local_nextline", "local_complete")]
+    folder = export_hf(load_seed("gpt2"), TINY, tmp_path / "hf", state_dict=model.state_dict(), tokenizer=tokenizer)
+    kw = {"tasks": specs, "limit": 4, "bootstrap_iters": 0, "log_samples": True, "random_seed": 0,
+          "numpy_random_seed": 0, "torch_random_seed": 0, "fewshot_random_seed": 0}
+    ours = simple_evaluate(model=ModisLM(model, tokenizer, batch_size=4, device="cpu"), **kw)
+    theirs = simple_evaluate(model="hf", model_args=f"pretrained={folder},trust_remote_code=True,dtype=float32",
+                             device="cpu", **kw)
+    assert flatten_results(ours["results"]) == flatten_results(theirs["results"])
+    generated = [[s["resps"] for s in run["samples"]["local_complete"]] for run in (ours, theirs)]
+    assert generated[0] == generated[1] and any(r[0][0].strip() for r in generated[0])

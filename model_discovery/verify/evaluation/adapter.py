@@ -195,7 +195,8 @@ class ModisLM(TemplateLM):
             until = gen_kwargs.pop("until", None) or []
             until = [until] if isinstance(until, str) else list(until)
             max_gen = int(gen_kwargs.pop("max_gen_toks", self.max_gen_toks))
-            ctx = self.tok_encode(context) or [self._eot_id]
+            # as lm-eval's hf model: the context keeps its last max_length - max_gen tokens
+            ctx = (self.tok_encode(context) or [self._eot_id])[-max(1, self.max_length - max_gen):]
             jobs.append((ctx, until, max_gen))
         order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))
         out: list[str | None] = [None] * len(jobs)
