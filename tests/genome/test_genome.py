@@ -113,6 +113,7 @@ RECURRENT = {k: g for k, g in PRIMITIVES.items()
 @pytest.mark.parametrize("T", [1, 16, 37])
 @pytest.mark.parametrize("key", sorted(RECURRENT))
 def test_chunked_matches_recurrent(key: str, T: int) -> None:
+    """Outputs and final state agree, from a zero state and from a given one (as in decoding)."""
     genome = RECURRENT[key]
     unit = build(genome)
     g = torch.Generator().manual_seed(T)
@@ -127,7 +128,9 @@ def test_chunked_matches_recurrent(key: str, T: int) -> None:
         extra = (-torch.rand(2, 2, T, 8, generator=g),)
     else:
         extra = (-torch.rand(2, 2, T, generator=g),)
-    torch.testing.assert_close(unit.chunked(q, k, v, *extra), unit.recurrent(q, k, v, *extra), atol=1e-4, rtol=1e-4)
+    for start in (None, torch.randn(2, 2, 8, 8, generator=g)):
+        torch.testing.assert_close(unit.chunked(q, k, v, *extra, start), unit.recurrent(q, k, v, *extra, start),
+                                   atol=1e-4, rtol=1e-4)
 
 
 @settings(max_examples=15, deadline=None)
@@ -191,7 +194,7 @@ def test_new_units_get_new_names() -> None:
     assert edited_name("GatedLinearAttentionQkn1a2b_2", "add_token_shift", "x").startswith("GatedLinearAttentionTs")
 
 
-EDITABLE = {"CausalSelfAttention": {"add_output_gate", "add_qk_norm", "add_token_shift"},
+EDITABLE = {"CausalSelfAttention": {"add_output_gate", "add_token_shift"},  # q, k come from its heads() helper
             "GatedLinearAttention": set(CODE_EDITS),
             "SwiGLU": {"swap_activation", "add_output_gate", "add_token_shift"}}
 
