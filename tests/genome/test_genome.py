@@ -87,8 +87,11 @@ def test_generated_code_holds_only_what_the_genome_uses() -> None:
 
     plain = code(gs.MixerGenome(token_mixer=gs.Attention(), combine=gs.Plain()))
     assert "window" not in plain and "import math" not in plain and "rsqrt" not in plain and "chunked" not in plain
+    assert "after_tail" not in plain and "in_last" not in plain and "def features(self, X):" in plain
     local = code(gs.MixerGenome(token_mixer=gs.Attention(window=16, qk_norm=True)))
-    assert "self.window = window" in local and "torch.rsqrt" in local
+    assert "self.window = window" in local and "torch.rsqrt" in local and "k[:, :, keep:]" in local
+    shifted = code(gs.MixerGenome(featurizer=gs.TokenShift(), token_mixer=gs.CausalConv(width=3)))
+    assert 'state["in_last"]' in shifted and '"conv_tail", 2)' in shifted and "in_tail" not in shifted
     free = code(gs.MixerGenome(token_mixer=gs.LinearRecurrence(decay=gs.NoDecay())))
     assert "log_a" not in free and "def recurrent" in free and "def chunked" in free
     mlp = generate(gs.ChannelGenome(structure=gs.Dense(activation="relu2")))
