@@ -137,7 +137,8 @@ class _Unit:
                 return len(text)
             return offsets[line - 1] + len(self.lines[line - 1].encode()[:col].decode())
 
-        for line, col, end_line, end_col, new in sorted(self.edits, key=lambda e: (e[0], e[1]), reverse=True):
+        # bottom-up; at one start, the longer edit (a removal) before an insertion there
+        for line, col, end_line, end_col, new in sorted(self.edits, key=lambda e: e[:4], reverse=True):
             text = text[:pos(line, col)] + new + text[pos(end_line, end_col):]
         return _ensure_imports(text)
 

@@ -150,7 +150,8 @@ def _gated_mlp_design() -> Design:
     return design.model_copy(update={"units": units})
 
 
-#: a hand-written mixer whose ``_step`` stands beside a ``_forward`` that does the same work itself
+#: a hand-written mixer whose ``_step`` (right after ``__init__``, where edits add lines) stands beside a
+#: ``_forward`` that does the same work itself
 SEPARATE_STEP = '''"""Linear attention with a data-dependent decay per head; its _step beside _forward."""
 
 import torch
@@ -168,6 +169,14 @@ class DecayedLinearAttention(GAUBase):
         self.decay = nn.Linear(d_model, n_head)
         self.out = nn.Linear(d_model, d_model, bias=False)
 
+    def _step(self, X, state, **Z):
+        B, T, C = X.shape
+        q, k, v = (self.heads(t) for t in self.qkv(X).split(C, dim=-1))
+        log_a = F.logsigmoid(self.decay(X)).transpose(1, 2)
+        start = state.get("S", q.new_zeros(B, self.n_head, C // self.n_head, C // self.n_head))
+        y, state["S"] = self.scan(q, k, v, log_a, start)
+        return self.out(y.transpose(1, 2).reshape(B, T, C)), {}
+
     def heads(self, t):
         B, T, C = t.shape
         return t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
@@ -184,14 +193,6 @@ class DecayedLinearAttention(GAUBase):
         q, k, v = (self.heads(t) for t in self.qkv(X).split(C, dim=-1))
         log_a = F.logsigmoid(self.decay(X)).transpose(1, 2)
         y, _ = self.scan(q, k, v, log_a, q.new_zeros(B, self.n_head, C // self.n_head, C // self.n_head))
-        return self.out(y.transpose(1, 2).reshape(B, T, C)), {}
-
-    def _step(self, X, state, **Z):
-        B, T, C = X.shape
-        q, k, v = (self.heads(t) for t in self.qkv(X).split(C, dim=-1))
-        log_a = F.logsigmoid(self.decay(X)).transpose(1, 2)
-        start = state.get("S", q.new_zeros(B, self.n_head, C // self.n_head, C // self.n_head))
-        y, state["S"] = self.scan(q, k, v, log_a, start)
         return self.out(y.transpose(1, 2).reshape(B, T, C)), {}
 '''
 
