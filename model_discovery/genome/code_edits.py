@@ -237,7 +237,7 @@ def _step(self, X, state, **Z):
 
 
 def _shift_from_state(unit: _Unit, fn: ast.FunctionDef, attr: str) -> None:
-    """Token shift at the start of the ``_step`` ``fn``, with the last earlier input kept in its state under ``attr``."""
+    """Token shift at the start of the ``_step`` ``fn``; its state keeps the last earlier input under ``attr``."""
     x, state = unit.input_of(fn), [a.arg for a in fn.args.args][2]
     start = unit.body_start(fn)
     unit.insert_before(start, f'{attr}_prev = torch.cat([{state}.get("{attr}", torch.zeros_like({x}[:, :1])), '

@@ -92,12 +92,13 @@ def _describe_mixer(genome: MixerGenome) -> str:
         fmap = "" if m.feature_map == "identity" else f" after a {m.feature_map} feature map on q and k"
         return (f"Per head, state ``S_t = a_t * S_{{t-1}} + k_t^T v_t`` and output ``q_t S_t``{fmap}; "
                 f"{_describe_decay(m)}; keys are {m.key_ratio:g} x d wide; output RMS-normed per head. "
-                "Computed chunk-wise (``chunked``) with ``recurrent`` as the step-by-step reference.")
+                "Computed chunk-wise (``chunked``); ``recurrent``, the step-by-step reference, decodes short chunks.")
     if isinstance(m, DeltaRule):
         fmap = "SiLU then L2 norm" if m.feature_map == "silu" else "L2 norm"
         return ("Per head, delta-rule state ``S_t = S_{t-1} + beta_t k_t^T (v_t - k_t S_{t-1})`` with "
                 f"``beta_t = sigmoid(W_b x_t)``, {fmap} on q and k, output ``q_t S_t`` RMS-normed per head. "
-                "Computed chunk-wise (``chunked``, WY form) with ``recurrent`` as the step-by-step reference.")
+                "Computed chunk-wise (``chunked``, WY form); ``recurrent``, the step-by-step reference, "
+                "decodes short chunks.")
     if isinstance(m, CausalConv):
         return f"A causal depthwise convolution of {m.width} taps mixes positions."
     return ("A causal long convolution (FFT) with an implicit per-channel filter "
@@ -611,7 +612,8 @@ def long_conv(self, v, state):
 def _conv(m: CausalConv | LongConv) -> tuple[list[str], list[list[str]], list[str]]:
     if isinstance(m, CausalConv):
         init = [f"        self.conv = nn.Conv1d(d_model, d_model, {m.width}, groups=d_model, bias=False)"]
-        step = [f'        y = self.conv(self.after_tail(v.transpose(1, 2), state, "conv_tail", {m.width - 1})).transpose(1, 2)']
+        tail = f'self.after_tail(v.transpose(1, 2), state, "conv_tail", {m.width - 1})'
+        step = [f"        y = self.conv({tail}).transpose(1, 2)"]
         return init, [], step
     init = _block("""
         self.filter_log_rate = nn.Parameter(torch.linspace(-5.0, -1.0, d_model))

@@ -41,7 +41,8 @@ COVER: list[tuple[gs.MixerGenome, gs.ChannelGenome]] = [
     (gs.MixerGenome(featurizer=gs.ShortConv(width=4), token_mixer=gs.LinearRecurrence(
         decay=gs.StaticDecay(per_channel=True), key_ratio=1.0, feature_map="relu")), gs.ChannelGenome()),
     (gs.MixerGenome(featurizer=gs.TokenShift(), combine=gs.Sum(), token_mixer=gs.LinearRecurrence(
-        decay=gs.DataDecay(per_channel=False, parameterisation="softplus"))), gs.ChannelGenome(structure=gs.Grouped(groups=2))),
+        decay=gs.DataDecay(per_channel=False, parameterisation="softplus"))),
+     gs.ChannelGenome(structure=gs.Grouped(groups=2))),
     (gs.MixerGenome(featurizer=gs.LowRank(), combine=gs.Mix(), token_mixer=gs.LinearRecurrence(
         decay=gs.DataDecay(per_channel=True, parameterisation="softplus"), feature_map="silu")), gs.ChannelGenome()),
     (gs.MixerGenome(featurizer=gs.ShortConv(width=3), token_mixer=gs.DeltaRule(feature_map="identity"),
@@ -143,8 +144,9 @@ def _gated_mlp_design() -> Design:
     """The llama seed with its SwiGLU wrapped in the catalogue's GatedChannelMixer (position-wise, with a child)."""
     design = load_seed("llama")
     cat = catalogue()
-    units = {n: (u.model_copy(update={"children": {**u.children, "mlp": "GatedChannelMixer"}}) if n == design.root else u)
-             for n, u in design.units.items()}
+    root = design.units[design.root]
+    wrapped = root.model_copy(update={"children": {**root.children, "mlp": "GatedChannelMixer"}})
+    units = {**design.units, design.root: wrapped}
     units["GatedChannelMixer"] = UnitSpec(role=cat["GatedChannelMixer"].role, source=cat["GatedChannelMixer"].source,
                                           children={"mlp": "SwiGLU"})
     return design.model_copy(update={"units": units})
@@ -208,7 +210,8 @@ EDITED: dict[str, tuple[typing.Callable[[], Design], dict[str, str]]] = {
                                                        "change_decay": "replay"}),
     "CausalSelfAttention": (lambda: _catalogue_design("CausalSelfAttention"),
                             {"add_output_gate": "step", "add_token_shift": "step"}),
-    "RWKVChannelMix": (lambda: _catalogue_design("RWKVChannelMix"), {"add_output_gate": "step", "add_token_shift": "step"}),
+    "RWKVChannelMix": (lambda: _catalogue_design("RWKVChannelMix"),
+                       {"add_output_gate": "step", "add_token_shift": "step"}),
     "SwiGLU": (lambda: load_seed("llama"), {"swap_activation": "positionwise", "add_output_gate": "positionwise",
                                             "add_token_shift": "step"}),
     "GatedChannelMixer": (_gated_mlp_design, {"add_output_gate": "positionwise", "add_token_shift": "replay"}),
