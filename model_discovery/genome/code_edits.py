@@ -6,6 +6,14 @@ result keeps the original's layout and comments. An edit that finds nothing to c
 :class:`EditNotApplicable`. Edits never execute the code: the result goes through the sandboxed
 checker like any other unit.
 
+Edits keep incremental decoding exact (see ``model_discovery/gau/runtime.py``). A unit whose
+``_forward`` only calls its ``_step`` (every generated mixer) is edited in ``_step``. A unit with
+a separate ``_step`` gets the same output gate or token shift there (the shift keeps the last
+input in the decoding state); the edits of q, k or the decay remove that ``_step`` instead, so
+the unit decodes by replay. Token shift makes a position-wise unit a stateful one: it gets a
+``_step`` that runs ``_forward`` on the new inputs after the last earlier one, or, when it builds
+children (whose decoding state that would disturb), it decodes by replay.
+
 Edits: ``swap_activation``, ``add_output_gate``, ``add_qk_norm``, ``change_feature_map``,
 ``add_token_shift``, ``change_decay``.
 """
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import random
+import textwrap
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,7 +49,12 @@ class CodeEdit:
 
 
 class _Unit:
-    """The parsed unit: its class, ``__init__`` and ``_forward`` and a list of pending text edits."""
+    """The parsed unit: its class, ``__init__``, ``_forward`` and ``_step`` and a list of pending text edits.
+
+    ``body`` is the method that computes the outputs (``_step`` when ``_forward`` only calls it, else
+    ``_forward``); ``mirror`` is a separate ``_step`` that an edit of ``body`` must change as well
+    or remove; ``x`` is the name of ``body``'s input.
+    """
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -52,18 +66,28 @@ class _Unit:
         methods = {n.name: n for n in self.cls.body if isinstance(n, ast.FunctionDef)}
         if "__init__" not in methods or "_forward" not in methods:
             raise EditNotApplicable(f"class {self.cls.name} has no __init__ or no _forward")
-        self.init, self.forward = methods["__init__"], methods["_forward"]
-        args = [a.arg for a in self.forward.args.args]
-        if len(args) < 2:
-            raise EditNotApplicable(f"{self.cls.name}._forward takes no input")
-        self.x = args[1]
+        self.init, self.forward, self.step = methods["__init__"], methods["_forward"], methods.get("_step")
+        delegates = self.step is not None and any(_is_self_call(n, "_step") for n in ast.walk(self.forward))
+        self.body = self.step if delegates and self.step is not None else self.forward
+        self.mirror = None if delegates else self.step
+        self.positionwise = next((n for n in self.cls.body if isinstance(n, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "positionwise" for t in n.targets)), None)
+        self.x = self.input_of(self.body)
         init_args = [a.arg for a in self.init.args.args]
         self.d_model = init_args[1] if len(init_args) > 1 else "d_model"
         self.lines = source.splitlines(keepends=True)
         self.edits: list[tuple[int, int, int, int, str]] = []  # (line, col, end line, end col, text), 1-based lines
 
+    def input_of(self, fn: ast.FunctionDef) -> str:
+        args = [a.arg for a in fn.args.args]
+        if len(args) < 2 or (fn.name == "_step" and len(args) < 3):
+            raise EditNotApplicable(f"{self.cls.name}.{fn.name} takes no input")
+        return args[1]
+
     def names_used(self) -> set[str]:
-        return {n.attr for n in ast.walk(self.cls) if isinstance(n, ast.Attribute)}
+        """Attribute names and string constants of the class (state keys among them)."""
+        return {n.attr for n in ast.walk(self.cls) if isinstance(n, ast.Attribute)} | {
+            n.value for n in ast.walk(self.cls) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
 
     def replace(self, node: ast.AST, text: str) -> None:
         self.edits.append((node.lineno, node.col_offset, node.end_lineno or node.lineno,  # type: ignore[attr-defined]
@@ -76,7 +100,30 @@ class _Unit:
         self.edits.append((end + 1, 0, end + 1, 0, f"{indent}{text}\n"))
 
     def insert_before(self, stmt: ast.stmt, text: str) -> None:
-        self.edits.append((stmt.lineno, 0, stmt.lineno, 0, f"{' ' * stmt.col_offset}{text}\n"))
+        """Insert ``text`` (one or more lines) before ``stmt``, at its indentation."""
+        indent = " " * stmt.col_offset
+        self.edits.append((stmt.lineno, 0, stmt.lineno, 0, "".join(f"{indent}{line}\n" for line in text.splitlines())))
+
+    def remove(self, node: ast.stmt) -> None:
+        """Delete the lines of ``node`` (with its decorators and one blank line before it)."""
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        if first > 1 and not self.lines[first - 2].strip():
+            first -= 1
+        self.edits.append((first, 0, (node.end_lineno or node.lineno) + 1, 0, ""))
+
+    def add_method(self, text: str) -> None:
+        """Append the method ``text`` (dedented source) to the class."""
+        indent = " " * self.forward.col_offset
+        end = self.cls.end_lineno or self.cls.lineno
+        lines = textwrap.dedent(text).strip("\n").splitlines()
+        self.edits.append((end + 1, 0, end + 1, 0, "\n" + "".join(f"{indent}{line}\n" for line in lines)))
+
+    def drop_mirror(self) -> str:
+        """Remove the separate ``_step`` (the unit then decodes by replay); a note for the edit's description."""
+        if self.mirror is None:
+            return ""
+        self.remove(self.mirror)
+        return "; _step removed (decodes by replay)"
 
     def render(self) -> str:
         """The source with every pending edit applied (bottom-up) and the imports the edits need."""
@@ -90,7 +137,8 @@ class _Unit:
                 return len(text)
             return offsets[line - 1] + len(self.lines[line - 1].encode()[:col].decode())
 
-        for line, col, end_line, end_col, new in sorted(self.edits, key=lambda e: (e[0], e[1]), reverse=True):
+        # bottom-up; at one start, the longer edit (a removal) before an insertion there
+        for line, col, end_line, end_col, new in sorted(self.edits, key=lambda e: e[:4], reverse=True):
             text = text[:pos(line, col)] + new + text[pos(end_line, end_col):]
         return _ensure_imports(text)
 
@@ -106,6 +154,7 @@ class _Unit:
         self.insert_after(self.init.body[-1], text)
 
     def fresh_attr(self, stem: str) -> str:
+        """``stem`` or ``stem_2``, ... : a name no attribute or string constant of the class uses."""
         used = self.names_used()
         name, n = stem, 2
         while name in used:
@@ -124,6 +173,11 @@ def _ensure_imports(source: str) -> str:
     lines = source.splitlines(keepends=True)
     lines.insert(first.lineno - 1, "".join(missing))
     return "".join(lines)
+
+
+def _is_self_call(node: ast.AST, method: str) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "self")
 
 
 def _call_name(node: ast.AST) -> str | None:
@@ -146,36 +200,73 @@ def swap_activation(rng: random.Random, source: str) -> CodeEdit:
     return CodeEdit(unit.render(), f"swap activation {old} -> {new}")
 
 
-def _returns(unit: _Unit) -> list[ast.Return]:
-    out = [n for n in ast.walk(unit.forward) if isinstance(n, ast.Return)
-           and isinstance(n.value, ast.Tuple) and len(n.value.elts) == 2]
-    if not out:
-        raise EditNotApplicable(f"{unit.cls.name}._forward returns no (Y, Z) tuple")
-    return out
+def _returns(unit: _Unit, fn: ast.FunctionDef) -> list[ast.Return]:
+    return [n for n in ast.walk(fn) if isinstance(n, ast.Return)
+            and isinstance(n.value, ast.Tuple) and len(n.value.elts) == 2]
 
 
 def add_output_gate(rng: random.Random, source: str) -> CodeEdit:
-    """Multiply the unit's output by ``sigmoid(W x)`` (a new d -> d projection of its input)."""
+    """Multiply the unit's output by ``sigmoid(W x)`` (a new d -> d projection of its input), in ``_step`` too."""
     unit = _Unit(source)
     attr = unit.fresh_attr("out_gate")
-    returns = _returns(unit)
+    returns = _returns(unit, unit.body)
+    if not returns:
+        raise EditNotApplicable(f"{unit.cls.name}.{unit.body.name} returns no (Y, Z) tuple")
+    gated = [(ret, unit.x) for ret in returns]
+    mirrored = _returns(unit, unit.mirror) if unit.mirror is not None else []
+    note = unit.drop_mirror() if unit.mirror is not None and not mirrored else ""
+    if mirrored:
+        gated += [(ret, unit.input_of(unit.mirror)) for ret in mirrored]  # type: ignore[arg-type]
     unit.add_init(f"self.{attr} = nn.Linear({unit.d_model}, {unit.d_model}, bias=False)")
-    for ret in returns:
+    for ret, x in gated:
         y = ret.value.elts[0]  # type: ignore[union-attr]
         text = ast.get_source_segment(source, y) or ast.unparse(y)
-        unit.replace(y, f"({text}) * torch.sigmoid(self.{attr}({unit.x}))")
-    return CodeEdit(unit.render(), f"add output gate sigmoid(self.{attr}({unit.x}))")
+        unit.replace(y, f"({text}) * torch.sigmoid(self.{attr}({x}))")
+    return CodeEdit(unit.render(), f"add output gate sigmoid(self.{attr}({unit.x})){note}")
+
+
+#: ``_step`` of a position-wise unit given a token shift: ``_forward`` on the new inputs after the last earlier one
+_SHIFT_STEP = '''
+def _step(self, X, state, **Z):
+    """Position-wise but for the token shift: the last earlier input is kept in ``state``."""
+    full = X if "{key}" not in state else torch.cat([state["{key}"], X], dim=1)
+    state["{key}"] = X[:, -1:]
+    Y, Z = self._forward(full, **Z)
+    return Y[:, full.size(1) - X.size(1):], Z
+'''
+
+
+def _shift_from_state(unit: _Unit, fn: ast.FunctionDef, attr: str) -> None:
+    """Token shift at the start of the ``_step`` ``fn``; its state keeps the last earlier input under ``attr``."""
+    x, state = unit.input_of(fn), [a.arg for a in fn.args.args][2]
+    start = unit.body_start(fn)
+    unit.insert_before(start, f'{attr}_prev = torch.cat([{state}.get("{attr}", torch.zeros_like({x}[:, :1])), '
+                              f'{x}[:, :-1]], dim=1)\n'
+                              f'{x}, {state}["{attr}"] = {x} + self.{attr}.to({x}.dtype) * ({attr}_prev - {x}), '
+                              f'{x}[:, -1:]')
 
 
 def add_token_shift(rng: random.Random, source: str) -> CodeEdit:
     """Mix each input token with the previous one by a learned per-channel weight before the unit runs."""
     unit = _Unit(source)
     attr = unit.fresh_attr("shift_mix")
-    x = unit.x
+    x, note = unit.x, ""
     unit.add_init(f"self.{attr} = nn.Parameter(torch.full(({unit.d_model},), 0.5))")
-    unit.insert_before(unit.body_start(unit.forward),
-                       f"{x} = {x} + self.{attr}.to({x}.dtype) * (F.pad({x}, (0, 0, 1, 0))[:, :-1] - {x})")
-    return CodeEdit(unit.render(), "add token shift (learned mix with the previous token)")
+    if unit.body is unit.step:
+        _shift_from_state(unit, unit.body, attr)
+    else:
+        unit.insert_before(unit.body_start(unit.forward),
+                           f"{x} = {x} + self.{attr}.to({x}.dtype) * (F.pad({x}, (0, 0, 1, 0))[:, :-1] - {x})")
+        if unit.mirror is not None:
+            _shift_from_state(unit, unit.mirror, attr)
+        elif unit.positionwise is not None:
+            unit.remove(unit.positionwise)
+            if any(_is_self_call(n, "build_child") for n in ast.walk(unit.cls)):
+                note = "; no longer position-wise (decodes by replay)"
+            else:
+                unit.add_method(_SHIFT_STEP.replace("{key}", attr))
+                note = "; no longer position-wise (its _step keeps the last input)"
+    return CodeEdit(unit.render(), f"add token shift (learned mix with the previous token){note}")
 
 
 def _assigns(stmt: ast.stmt, name: str) -> bool:
@@ -189,12 +280,12 @@ def _assigns(stmt: ast.stmt, name: str) -> bool:
 
 
 def _after_qk(unit: _Unit) -> ast.stmt:
-    """The last top-level statement of ``_forward`` that assigns ``q`` or ``k`` (both must be assigned)."""
-    body = unit.forward.body
+    """The last top-level statement of the unit's body that assigns ``q`` or ``k`` (both must be assigned)."""
+    body = unit.body.body
     q = [s for s in body if _assigns(s, "q")]
     k = [s for s in body if _assigns(s, "k")]
     if not q or not k:
-        raise EditNotApplicable(f"{unit.cls.name}._forward assigns no q and k at its top level")
+        raise EditNotApplicable(f"{unit.cls.name}.{unit.body.name} assigns no q and k at its top level")
     return max(q[-1], k[-1], key=lambda s: s.lineno)
 
 
@@ -204,7 +295,8 @@ def add_qk_norm(rng: random.Random, source: str) -> CodeEdit:
         raise EditNotApplicable("the unit already normalises q and k")
     unit = _Unit(source)
     unit.insert_after(_after_qk(unit), QK_NORM_LINE)
-    return CodeEdit(unit.render(), "add qk-norm (RMS over the head dimension)")
+    note = unit.drop_mirror()
+    return CodeEdit(unit.render(), f"add qk-norm (RMS over the head dimension){note}")
 
 
 def change_feature_map(rng: random.Random, source: str) -> CodeEdit:
@@ -215,30 +307,34 @@ def change_feature_map(rng: random.Random, source: str) -> CodeEdit:
     current = [(name, line) for name, line in FEATURE_MAP_LINES.items() if line in source]
     choices = [name for name in FEATURE_MAP_LINES if not current or name != current[0][0]]
     new = rng.choice(choices)
-    if current:
-        stmt = next(s for s in unit.forward.body if ast.get_source_segment(source, s) == current[0][1])
+    stmt = next((s for s in unit.body.body if current and ast.get_source_segment(source, s) == current[0][1]), None)
+    if stmt is not None:
         unit.replace(stmt, FEATURE_MAP_LINES[new])
-        return CodeEdit(unit.render(), f"change feature map {current[0][0]} -> {new}")
+        note = unit.drop_mirror()
+        return CodeEdit(unit.render(), f"change feature map {current[0][0]} -> {new}{note}")
     unit.insert_after(_after_qk(unit), FEATURE_MAP_LINES[new])
-    return CodeEdit(unit.render(), f"change feature map identity -> {new}")
+    note = unit.drop_mirror()
+    return CodeEdit(unit.render(), f"change feature map identity -> {new}{note}")
 
 
 def change_decay(rng: random.Random, source: str) -> CodeEdit:
     """Reparameterise a decay: ``logsigmoid(z)`` -> ``-softplus(z) * exp(rate)``, or a softplus step -> sigmoid."""
     unit = _Unit(source)
-    logsig = [n for n in ast.walk(unit.forward) if _call_name(n) == "F.logsigmoid"]
+    logsig = [n for n in ast.walk(unit.body) if _call_name(n) == "F.logsigmoid"]
     if logsig:
         attr = unit.fresh_attr("decay_log_rate")
         unit.add_init(f"self.{attr} = nn.Parameter(torch.tensor(-2.0))")
         for call in logsig:
             arg = ast.get_source_segment(source, call.args[0]) or ast.unparse(call.args[0])  # type: ignore[attr-defined]
             unit.replace(call, f"(-F.softplus({arg}) * torch.exp(self.{attr}))")
-        return CodeEdit(unit.render(), "change decay logsigmoid(z) -> -softplus(z) * exp(rate)")
-    softplus = [n for n in ast.walk(unit.forward) if _call_name(n) == "F.softplus"]
+        note = unit.drop_mirror()
+        return CodeEdit(unit.render(), f"change decay logsigmoid(z) -> -softplus(z) * exp(rate){note}")
+    softplus = [n for n in ast.walk(unit.body) if _call_name(n) == "F.softplus"]
     if softplus:
         for call in softplus:
             unit.replace(call.func, "torch.sigmoid")  # type: ignore[attr-defined]
-        return CodeEdit(unit.render(), "change decay step softplus(z) -> sigmoid(z)")
+        note = unit.drop_mirror()
+        return CodeEdit(unit.render(), f"change decay step softplus(z) -> sigmoid(z){note}")
     raise EditNotApplicable("no logsigmoid or softplus decay to reparameterise")
 
 

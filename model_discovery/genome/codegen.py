@@ -4,6 +4,12 @@ The generated file holds one ``GAUBase`` subclass whose ``GENOME`` class attribu
 genome it was made from, a docstring saying what it computes, and only the code its genes need
 (no branches for options the genome does not use). Recurrent token mixers get a chunk-wise
 ``chunked`` method beside a step-by-step ``recurrent`` reference.
+
+Every generated unit decodes without replay (see ``model_discovery/gau/runtime.py``): channel
+units are ``positionwise``; a mixer's ``_step`` computes the new positions from what its decoding
+state keeps (a conv tail, the last input, keys and values, a state matrix, the inner sequence)
+and ``_forward`` is that step from an empty state, so decoding and the full forward share one
+code path.
 """
 
 from __future__ import annotations
@@ -86,12 +92,13 @@ def _describe_mixer(genome: MixerGenome) -> str:
         fmap = "" if m.feature_map == "identity" else f" after a {m.feature_map} feature map on q and k"
         return (f"Per head, state ``S_t = a_t * S_{{t-1}} + k_t^T v_t`` and output ``q_t S_t``{fmap}; "
                 f"{_describe_decay(m)}; keys are {m.key_ratio:g} x d wide; output RMS-normed per head. "
-                "Computed chunk-wise (``chunked``) with ``recurrent`` as the step-by-step reference.")
+                "Computed chunk-wise (``chunked``); ``recurrent``, the step-by-step reference, decodes short chunks.")
     if isinstance(m, DeltaRule):
         fmap = "SiLU then L2 norm" if m.feature_map == "silu" else "L2 norm"
         return ("Per head, delta-rule state ``S_t = S_{t-1} + beta_t k_t^T (v_t - k_t S_{t-1})`` with "
                 f"``beta_t = sigmoid(W_b x_t)``, {fmap} on q and k, output ``q_t S_t`` RMS-normed per head. "
-                "Computed chunk-wise (``chunked``, WY form) with ``recurrent`` as the step-by-step reference.")
+                "Computed chunk-wise (``chunked``, WY form); ``recurrent``, the step-by-step reference, "
+                "decodes short chunks.")
     if isinstance(m, CausalConv):
         return f"A causal depthwise convolution of {m.width} taps mixes positions."
     return ("A causal long convolution (FFT) with an implicit per-channel filter "
@@ -146,7 +153,8 @@ def _literal(data: dict, indent: int) -> str:
 
 def _channel(genome: ChannelGenome) -> list[str]:
     s = genome.structure
-    init = [f"    def __init__(self, d_model, block_loc, ctx=None, mult: float = {s.mult!r}, multiple_of: int = 32):",
+    init = ["    positionwise = True  # decoding feeds it the new positions alone", "",
+            f"    def __init__(self, d_model, block_loc, ctx=None, mult: float = {s.mult!r}, multiple_of: int = 32):",
             "        super().__init__(d_model, block_loc, ctx)"]
     if isinstance(s, Grouped):
         init += _block(f"""
@@ -210,17 +218,19 @@ def _mixer(genome: MixerGenome) -> list[str]:
     else:
         init.append("        self.value_dim = d_model")
     width = "self.value_dim" if conv else "2 * self.key_dim + self.value_dim"
-    init_f, method_f = _featurizer(genome, width)
+    init_f, method_f, features = _featurizer(genome, width)
     init += init_f
     methods.append(method_f)
-    fwd: list[str] = ["        B, T, _ = X.shape"]
+    if isinstance(genome.featurizer, ShortConv) or isinstance(m, CausalConv):
+        methods.append(_block(_AFTER_TAIL, indent=4))
+    step: list[str] = [] if conv else ["        B, T, _ = X.shape"]
     if conv:
-        fwd.append("        v = self.features(X)")
+        step.append(f"        v = {features}")
         i2, m2, f2 = _conv(m)
     else:
-        fwd += _block("""
+        step += _block(f"""
             H = self.n_head
-            q, k, v = self.features(X).split([self.key_dim, self.key_dim, self.value_dim], dim=-1)
+            q, k, v = {features}.split([self.key_dim, self.key_dim, self.value_dim], dim=-1)
         """)
         if isinstance(m, Attention):
             i2, m2, f2 = _attention(m)
@@ -230,20 +240,55 @@ def _mixer(genome: MixerGenome) -> list[str]:
             i2, m2, f2 = _delta(m)
     init += i2
     methods += m2
-    fwd += f2
+    step += f2
     i3, f3 = _combine(genome)
     init += i3
-    fwd += f3
+    step += f3
     out = [f"    def __init__(self, {args}):"] + init
     for method in methods:
         out += [""] + method
-    out += ["", "    def _forward(self, X, **Z):"] + fwd
+    out += ["", "    def _forward(self, X, **Z):", "        return self._step(X, {}, **Z)"]
+    doc = textwrap.fill(_describe_state(genome), 92, break_on_hyphens=False).splitlines()
+    out += ["", "    def _step(self, X, state, **Z):", '        """' + doc[0]] + ["        " + line for line in doc[1:]]
+    out[-1] += '"""'
+    out += step
     return out
 
 
-def _featurizer(genome: MixerGenome, width: str) -> tuple[list[str], list[str]]:
+#: the conv tail shared by a short-conv featurizer and a conv token mixer (each under its own key)
+_AFTER_TAIL = '''
+    @staticmethod
+    def after_tail(x, state, key, n):
+        """x (B, C, T) after the last ``n`` inputs kept in ``state[key]`` (zeros at first); keeps the new last ``n``."""
+        x = torch.cat([state.get(key, x.new_zeros(x.size(0), x.size(1), n)), x], dim=2)
+        state[key] = x[..., x.size(2) - n:]
+        return x
+'''
+
+
+def _describe_state(genome: MixerGenome) -> str:
+    """What a unit generated from ``genome`` keeps between decoding steps (its ``_step`` docstring)."""
+    m, f = genome.token_mixer, genome.featurizer
+    if isinstance(m, Attention):
+        kept = ["keys and values of " + ("every earlier position" if not m.window else "the last window - 1 positions")]
+    elif isinstance(m, (LinearRecurrence, DeltaRule)):
+        kept = ["the state matrix per head"]
+    elif isinstance(m, CausalConv):
+        kept = [f"the last {m.width - 1} values"]
+    else:
+        kept = ["every value so far"]
+    if isinstance(f, ShortConv):
+        kept.append(f"the last {f.width - 1} projected inputs")
+    elif isinstance(f, TokenShift):
+        kept.append("the last input")
+    return f"The new positions X; ``state`` keeps {' and '.join(kept)}. ``_forward`` starts from an empty state."
+
+
+def _featurizer(genome: MixerGenome, width: str) -> tuple[list[str], list[str], str]:
+    """(init lines, the ``features`` method, the call that makes the inputs of the new positions in ``_step``)."""
     f = genome.featurizer
-    sig = ["    def features(self, X):", f'        """Inputs of the token mixer, (B, T, {width.replace("self.", "")})."""']
+    doc = f'        """Inputs of the token mixer, (B, T, {width.replace("self.", "")})."""'
+    sig, call = ["    def features(self, X):", doc], "self.features(X)"
     if isinstance(f, LowRank):
         init = _block(f"""
             self.in_down = nn.Linear(d_model, {f.rank}, bias=False)
@@ -254,46 +299,79 @@ def _featurizer(genome: MixerGenome, width: str) -> tuple[list[str], list[str]]:
         init = _block(f"""
             channels = {width}
             self.in_proj = nn.Linear(d_model, channels, bias=False)
-            self.in_conv = nn.Conv1d(channels, channels, {f.width}, groups=channels, padding={f.width - 1}, bias=False)
+            self.in_conv = nn.Conv1d(channels, channels, {f.width}, groups=channels, bias=False)
         """)
-        body = _block("""
-            h = self.in_conv(self.in_proj(X).transpose(1, 2))[..., :X.size(1)]
-            return F.silu(h).transpose(1, 2)
+        body = _block(f"""
+            x = self.after_tail(self.in_proj(X).transpose(1, 2), state, "in_tail", {f.width - 1})
+            return F.silu(self.in_conv(x)).transpose(1, 2)
         """)
+        sig, call = ["    def features(self, X, state):", doc], "self.features(X, state)"
     elif isinstance(f, TokenShift):
         init = _block(f"""
             self.shift_mix = nn.Parameter(torch.full((d_model,), 0.5))
             self.in_proj = nn.Linear(d_model, {width}, bias=False)
         """)
         body = _block("""
-            previous = F.pad(X, (0, 0, 1, 0))[:, :-1]
+            previous = torch.cat([state.get("in_last", torch.zeros_like(X[:, :1])), X[:, :-1]], dim=1)
+            state["in_last"] = X[:, -1:]
             return self.in_proj(X + self.shift_mix.to(X.dtype) * (previous - X))
         """)
+        sig, call = ["    def features(self, X, state):", doc], "self.features(X, state)"
     else:
         init = [f"        self.in_proj = nn.Linear(d_model, {width}, bias=False)"]
         body = ["        return self.in_proj(X)"]
-    return init, sig + body
+    return init, sig + body, call
 
 
 _HEADS = "q, k, v = (t.view(B, T, H, -1).transpose(1, 2){cast} for t in (q, k, v))"
 _MERGE = "y = y.transpose(1, 2).reshape(B, T, self.value_dim){cast}"
 _RMS = "y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5) * self.norm_weight"
 
+_ATTEND = '''
+def attend(self, q, k, v, state):
+    """Attention of the new q over the cached and new k, v (B, H, T, head_dim); caches k, v in ``state``."""
+    if "k" in state:
+        k, v = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
+{keep}
+    T, S = q.size(2), k.size(2)
+{attend}
+'''
+_GLOBAL_KEEP = '''
+    state["k"], state["v"] = k, v
+'''
+_GLOBAL_ATTEND = '''
+    if T == S:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    causal = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal)
+'''
+_LOCAL_KEEP = '''
+    keep = max(k.size(2) - self.window + 1, 0)
+    state["k"], state["v"] = k[:, :, keep:], v[:, :, keep:]
+'''
+_LOCAL_ATTEND = '''
+    i = torch.arange(S - T, S, device=q.device)[:, None]
+    j = torch.arange(S, device=q.device)[None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=(j <= i) & (i - j < self.window))
+'''
+
+
+def _fill(template: str, **parts: str) -> str:
+    """``template`` with each ``{name}`` line replaced by the (dedented, indented) lines of ``parts[name]``."""
+    text = textwrap.dedent(template).strip("\n")
+    for name, part in parts.items():
+        text = text.replace("{" + name + "}", textwrap.indent(textwrap.dedent(part).strip("\n"), "    "))
+    return text
+
 
 def _attention(m: Attention) -> tuple[list[str], list[list[str]], list[str]]:
-    fwd = ["        " + _HEADS.format(cast="")]
+    step = ["        " + _HEADS.format(cast="")]
     if m.qk_norm:
-        fwd.append("        q, k = (t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + 1e-6) for t in (q, k))")
-    if m.window:
-        fwd += _block("""
-            i = torch.arange(T, device=X.device)
-            local = (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < self.window)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=local)
-        """)
-    else:
-        fwd.append("        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)")
-    fwd.append("        " + _MERGE.format(cast=""))
-    return [], [], fwd
+        step.append("        q, k = (t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + 1e-6) for t in (q, k))")
+    step += ["        y = self.attend(q, k, v, state)", "        " + _MERGE.format(cast="")]
+    keep, attend = (_LOCAL_KEEP, _LOCAL_ATTEND) if m.window else (_GLOBAL_KEEP, _GLOBAL_ATTEND)
+    method = textwrap.indent(_fill(_ATTEND, keep=keep, attend=attend), "    ").splitlines()
+    return [], [method], step
 
 
 def _decay_init(d: DataDecay | StaticDecay) -> list[str]:
@@ -341,41 +419,43 @@ _PAD_CHUNKS = """
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
 """
 
+_START = "state = q.new_zeros(b, h, dk, v.size(-1)) if state is None else state"
+
 _RECURRENT = '''
 @staticmethod
-def recurrent(q, k, v{args}):
-    """Step-by-step reference of :meth:`chunked`."""
+def recurrent(q, k, v{args}, state=None):
+    """Step-by-step reference of :meth:`chunked` (and the decoding step for short chunks)."""
     b, h, T, dk = q.shape
-    state = q.new_zeros(b, h, dk, v.size(-1))
+    {start}
     outs = []
     for t in range(T):
         state = {decay}state + k[:, :, t, :, None] * v[:, :, t, None, :]
         outs.append((q[:, :, t, None, :] @ state).squeeze(-2))
-    return torch.stack(outs, dim=2)
+    return torch.stack(outs, dim=2), state
 '''
 #: how the state decays in one step of :data:`_RECURRENT`: no decay, per head, per key channel
 _STEP_DECAY: dict[str, str] = {"none": "", "scalar": "torch.exp(log_a[:, :, t, None, None]) * ",
                                "vector": "torch.exp(log_a[:, :, t])[..., None] * "}
 
 _CHUNKED_NONE = '''
-def chunked(self, q, k, v):
-    """q, k (b,h,t,dk); v (b,h,t,dv) -> (b,h,t,dv); exact for any length (padded to chunks)."""
+def chunked(self, q, k, v, state=None):
+    """q, k (b,h,t,dk); v (b,h,t,dv); state (b,h,dk,dv) or None -> (outputs (b,h,t,dv), final state); any length."""
 {pad}
     n = q.size(2) // cs
     q, k, v = (t.reshape(b, h, n, cs, t.size(-1)) for t in (q, k, v))
     causal = torch.tril(torch.ones(cs, cs, dtype=torch.bool, device=q.device))
     out = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0) @ v
-    state = q.new_zeros(b, h, dk, v.size(-1))
+    {start}
     inter = []
     for c in range(n):
         inter.append(q[:, :, c] @ state)
         state = state + k[:, :, c].transpose(-1, -2) @ v[:, :, c]
-    return (out + torch.stack(inter, dim=2)).reshape(b, h, n * cs, -1)[:, :, :T]
+    return (out + torch.stack(inter, dim=2)).reshape(b, h, n * cs, -1)[:, :, :T], state
 '''
 
 _CHUNKED_SCALAR = '''
-def chunked(self, q, k, v, log_a):
-    """q, k (b,h,t,dk); v (b,h,t,dv); log_a (b,h,t) -> (b,h,t,dv); exact for any length."""
+def chunked(self, q, k, v, log_a, state=None):
+    """q, k (b,h,t,dk); v (b,h,t,dv); log_a (b,h,t); state (b,h,dk,dv) or None -> (outputs, final state); any length."""
 {pad}
         log_a = F.pad(log_a, (0, pad))
     n = q.size(2) // cs
@@ -384,19 +464,19 @@ def chunked(self, q, k, v, log_a):
     causal = torch.tril(torch.ones(cs, cs, dtype=torch.bool, device=q.device))
     decay = torch.exp((cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, -math.inf))
     out = ((q @ k.transpose(-1, -2)) * decay) @ v
-    state = q.new_zeros(b, h, dk, v.size(-1))
+    {start}
     inter = []
     for c in range(n):
         inter.append((q[:, :, c] * torch.exp(cum[:, :, c, :, None])) @ state)
         last = cum[:, :, c, -1:]  # (b,h,1)
         kd = k[:, :, c] * torch.exp(last - cum[:, :, c])[..., None]
         state = torch.exp(last)[..., None] * state + kd.transpose(-1, -2) @ v[:, :, c]
-    return (out + torch.stack(inter, dim=2)).reshape(b, h, n * cs, -1)[:, :, :T]
+    return (out + torch.stack(inter, dim=2)).reshape(b, h, n * cs, -1)[:, :, :T], state
 '''
 
 _CHUNKED_VECTOR = '''
-def chunked(self, q, k, v, log_a):
-    """q, k, log_a (b,h,t,dk); v (b,h,t,dv) -> (b,h,t,dv); exact for any length."""
+def chunked(self, q, k, v, log_a, state=None):
+    """q, k, log_a (b,h,t,dk); v (b,h,t,dv); state (b,h,dk,dv) or None -> (outputs, final state); any length."""
 {pad}
         log_a = F.pad(log_a, (0, 0, 0, pad))
     n = q.size(2) // cs
@@ -406,19 +486,19 @@ def chunked(self, q, k, v, log_a):
     causal = torch.tril(torch.ones(cs, cs, dtype=torch.bool, device=q.device))
     diff = diff.masked_fill(~causal[:, :, None], -math.inf)
     out = torch.einsum("bhnid,bhnjd,bhnijd->bhnij", q, k, torch.exp(diff)) @ v
-    state = q.new_zeros(b, h, dk, v.size(-1))
+    {start}
     inter = []
     for c in range(n):
         inter.append((q[:, :, c] * torch.exp(cum[:, :, c])) @ state)
         last = cum[:, :, c, -1:]  # (b,h,1,dk)
         kd = k[:, :, c] * torch.exp(last - cum[:, :, c])
         state = torch.exp(last).transpose(-1, -2) * state + kd.transpose(-1, -2) @ v[:, :, c]
-    return (out + torch.stack(inter, dim=2)).reshape(b, h, n * cs, -1)[:, :, :T]
+    return (out + torch.stack(inter, dim=2)).reshape(b, h, n * cs, -1)[:, :, :T], state
 '''
 
 _CHUNKED_DELTA = '''
-def chunked(self, q, k, v, beta):
-    """q, k (b,h,t,dk); v (b,h,t,dv); beta (b,h,t) -> (b,h,t,dv), chunk-wise in WY form."""
+def chunked(self, q, k, v, beta, state=None):
+    """q, k (b,h,t,dk); v (b,h,t,dv); beta (b,h,t); state or None -> (outputs, final state), chunk-wise in WY form."""
 {pad}
         beta = F.pad(beta, (0, pad))
     n = q.size(2) // cs
@@ -434,35 +514,42 @@ def chunked(self, q, k, v, beta):
     attn = torch.stack(rows, dim=-2) + torch.eye(cs, dtype=q.dtype, device=q.device)
     u, w = attn @ v_beta, attn @ k_beta
     strict = torch.triu(torch.ones(cs, cs, dtype=torch.bool, device=q.device), diagonal=1)
-    state = q.new_zeros(b, h, dk, v.size(-1))
+    {start}
     out = []
     for c in range(n):
         qc, kc = q[:, :, c], k[:, :, c]
         uc = u[:, :, c] - w[:, :, c] @ state
         out.append(qc @ state + (qc @ kc.transpose(-1, -2)).masked_fill(strict, 0) @ uc)
         state = state + kc.transpose(-1, -2) @ uc
-    return torch.stack(out, dim=2).reshape(b, h, n * cs, -1)[:, :, :T]
+    return torch.stack(out, dim=2).reshape(b, h, n * cs, -1)[:, :, :T], state
 '''
 
 _RECURRENT_DELTA = '''
 @staticmethod
-def recurrent(q, k, v, beta):
-    """Step-by-step reference of :meth:`chunked`."""
+def recurrent(q, k, v, beta, state=None):
+    """Step-by-step reference of :meth:`chunked` (and the decoding step for short chunks)."""
     b, h, T, dk = q.shape
-    state = q.new_zeros(b, h, dk, v.size(-1))
+    {start}
     outs = []
     for t in range(T):
         kt = k[:, :, t]
         delta = v[:, :, t] - (kt[..., None, :] @ state).squeeze(-2)
         state = state + beta[:, :, t, None, None] * kt[..., :, None] * delta[..., None, :]
         outs.append((q[:, :, t, None, :] @ state).squeeze(-2))
-    return torch.stack(outs, dim=2)
+    return torch.stack(outs, dim=2), state
+'''
+
+#: ``_step`` lines that run the recurrence: step by step for a short chunk after a state, else chunk-wise
+_SCAN = '''
+if "S" in state and T < self.chunk_size:
+    y, state["S"] = self.recurrent(q, k, v{args}, state["S"])
+else:
+    y, state["S"] = self.chunked(q, k, v{args}, state.get("S"))
 '''
 
 
 def _method(template: str) -> list[str]:
-    pad = textwrap.indent(textwrap.dedent(_PAD_CHUNKS).strip("\n"), "    ")
-    text = textwrap.dedent(template).strip("\n").replace("{pad}", pad)
+    text = _fill(template, pad=_PAD_CHUNKS).replace("{start}", _START)
     return textwrap.indent(text, "    ").splitlines()
 
 
@@ -470,20 +557,21 @@ def _recurrence(m: LinearRecurrence) -> tuple[list[str], list[list[str]], list[s
     d = m.decay
     init = [] if isinstance(d, NoDecay) else _decay_init(d)
     init.append("        self.norm_weight = nn.Parameter(torch.ones(self.value_dim // n_head))")
-    fwd = ["        " + _HEADS.format(cast=".float()")]
+    step = ["        " + _HEADS.format(cast=".float()")]
     if m.feature_map != "identity":
         fmap = FEATURE_MAPS[m.feature_map]
-        fwd.append(f"        q, k = {fmap.format('q')}, {fmap.format('k')}")
-    fwd.append("        q = q * (self.key_dim // H) ** -0.5")
+        step.append(f"        q, k = {fmap.format('q')}, {fmap.format('k')}")
+    step.append("        q = q * (self.key_dim // H) ** -0.5")
     if isinstance(d, NoDecay):
-        chunked, form, call = _CHUNKED_NONE, "none", "self.chunked(q, k, v)"
+        chunked, form, args = _CHUNKED_NONE, "none", ""
     else:
-        fwd += _decay_forward(d)
-        call = "self.chunked(q, k, v, log_a)"
+        step += _decay_forward(d)
+        args = ", log_a"
         chunked, form = (_CHUNKED_VECTOR, "vector") if d.per_channel else (_CHUNKED_SCALAR, "scalar")
-    recurrent = _RECURRENT.replace("{args}", "" if form == "none" else ", log_a").replace("{decay}", _STEP_DECAY[form])
-    fwd += [f"        y = {call}", "        " + _RMS, "        " + _MERGE.format(cast=".to(X.dtype)")]
-    return init, [_method(chunked), _method(recurrent)], fwd
+    recurrent = _RECURRENT.replace("{args}", args).replace("{decay}", _STEP_DECAY[form])
+    step += _block(_SCAN.replace("{args}", args))
+    step += ["        " + _RMS, "        " + _MERGE.format(cast=".to(X.dtype)")]
+    return init, [_method(chunked), _method(recurrent)], step
 
 
 def _delta(m: DeltaRule) -> tuple[list[str], list[list[str]], list[str]]:
@@ -491,37 +579,48 @@ def _delta(m: DeltaRule) -> tuple[list[str], list[list[str]], list[str]]:
         self.beta_proj = nn.Linear(d_model, n_head, bias=True)
         self.norm_weight = nn.Parameter(torch.ones(self.value_dim // n_head))
     """)
-    fwd = ["        " + _HEADS.format(cast=".float()")]
+    step = ["        " + _HEADS.format(cast=".float()")]
     if m.feature_map == "silu":
-        fwd.append("        q, k = F.silu(q), F.silu(k)")
-    fwd += _block("""
+        step.append("        q, k = F.silu(q), F.silu(k)")
+    step += _block("""
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         beta = torch.sigmoid(self.beta_proj(X)).transpose(1, 2).float()
-        y = self.chunked(q, k, v, beta)
     """)
-    fwd += ["        " + _RMS, "        " + _MERGE.format(cast=".to(X.dtype)")]
-    return init, [_method(_CHUNKED_DELTA), _method(_RECURRENT_DELTA)], fwd
+    step += _block(_SCAN.replace("{args}", ", beta"))
+    step += ["        " + _RMS, "        " + _MERGE.format(cast=".to(X.dtype)")]
+    return init, [_method(_CHUNKED_DELTA), _method(_RECURRENT_DELTA)], step
+
+
+_LONG_CONV = '''
+def long_conv(self, v, state):
+    """Causal convolution with the filter ``exp(-r t) cos(w t)`` at the new inputs v (B, T, C), after the
+    earlier ones kept in ``state``: by FFT (length 2L) for chunks over 16 positions, else directly."""
+    seen = v if "seen" not in state else torch.cat([state["seen"], v], dim=1)
+    state["seen"] = seen
+    T, L = v.size(1), seen.size(1)
+    t = torch.arange(L, device=v.device, dtype=torch.float32)[:, None]
+    filt = torch.exp(-torch.exp(self.filter_log_rate) * t) * torch.cos(self.filter_freq * t)
+    if T > 16:
+        spectrum = torch.fft.rfft(seen.float(), n=2 * L, dim=1) * torch.fft.rfft(filt, n=2 * L, dim=0)
+        return torch.fft.irfft(spectrum, n=2 * L, dim=1)[:, L - T:L].to(v.dtype)
+    lag = torch.arange(L - T, L, device=v.device)[:, None] - torch.arange(L, device=v.device)[None, :]
+    kernel = filt[lag.clamp(min=0)].masked_fill((lag < 0)[..., None], 0.0)  # (T, L, C)
+    return torch.einsum("tlc,blc->btc", kernel, seen.float()).to(v.dtype)
+'''
 
 
 def _conv(m: CausalConv | LongConv) -> tuple[list[str], list[list[str]], list[str]]:
     if isinstance(m, CausalConv):
-        init = [f"        self.conv = nn.Conv1d(d_model, d_model, {m.width}, groups=d_model, padding={m.width - 1}, "
-                "bias=False)"]
-        return init, [], ["        y = self.conv(v.transpose(1, 2))[..., :T].transpose(1, 2)"]
+        init = [f"        self.conv = nn.Conv1d(d_model, d_model, {m.width}, groups=d_model, bias=False)"]
+        tail = f'self.after_tail(v.transpose(1, 2), state, "conv_tail", {m.width - 1})'
+        step = [f"        y = self.conv({tail}).transpose(1, 2)"]
+        return init, [], step
     init = _block("""
         self.filter_log_rate = nn.Parameter(torch.linspace(-5.0, -1.0, d_model))
         self.filter_freq = nn.Parameter(torch.linspace(0.0, 1.0, d_model))
     """)
-    method = _block('''
-        def long_conv(self, v):
-            """Causal convolution of v (B, T, C) with the filter ``exp(-r t) cos(w t)``, via FFT of length 2T."""
-            T = v.size(1)
-            t = torch.arange(T, device=v.device, dtype=torch.float32)[:, None]
-            filt = torch.exp(-torch.exp(self.filter_log_rate) * t) * torch.cos(self.filter_freq * t)
-            spectrum = torch.fft.rfft(v.float(), n=2 * T, dim=1) * torch.fft.rfft(filt, n=2 * T, dim=0)
-            return torch.fft.irfft(spectrum, n=2 * T, dim=1)[:, :T].to(v.dtype)
-    ''', indent=4)
-    return init, [method], ["        y = self.long_conv(v)"]
+    method = textwrap.indent(_fill(_LONG_CONV), "    ").splitlines()
+    return init, [method], ["        y = self.long_conv(v, state)"]
 
 
 def _combine(genome: MixerGenome) -> tuple[list[str], list[str]]:

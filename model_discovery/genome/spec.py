@@ -225,6 +225,16 @@ def genome_fingerprint(genome: MixerGenome | ChannelGenome) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def gene_classes(gene: Gene) -> set[type[Gene]]:
+    """The classes of ``gene`` and of every gene below it (e.g. to check that a set of genomes covers a union)."""
+    out: set[type[Gene]] = {type(gene)}
+    for field in type(gene).model_fields:
+        value = getattr(gene, field)
+        if isinstance(value, Gene):
+            out |= gene_classes(value)
+    return out
+
+
 def role_of(genome: MixerGenome | ChannelGenome) -> str:
     """The GAU role of units generated from ``genome``."""
     return ROLE_OF_KIND[genome.kind]

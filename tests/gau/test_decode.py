@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import ast
-import sys
-
 import pytest
 import torch
 
 from model_discovery.gau import build_lm, catalogue, get_scale, list_seeds, load_seed
 from model_discovery.records import Design, UnitSpec
+from tests.gau.decoding import assert_decodes_exactly, decode_mode
 
 MICRO = get_scale("micro")
 VOCAB = 96
-
-
-def decode_mode(source: str, name: str) -> str:
-    """How a unit decodes: ``positionwise``, its own ``step``, or the base class's ``replay``."""
-    cls = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == name)
-    for node in cls.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "positionwise" for t in node.targets):
-            return "positionwise"
-        if isinstance(node, ast.FunctionDef) and node.name == "_step":
-            return "step"
-    return "replay"
 
 
 def hybrid() -> Design:
@@ -51,30 +38,13 @@ def hybrid() -> Design:
     })
 
 
-def cache_class(lm: torch.nn.Module) -> type:
-    return sys.modules[type(lm).__module__].DecodeCache
-
-
-def decoded(lm: torch.nn.Module, idx: torch.Tensor, chunks: list[int]) -> torch.Tensor:
-    """Logits of ``idx`` fed through one cache in chunks of the given sizes."""
-    cache, parts, start = cache_class(lm)(), [], 0
-    for size in chunks:
-        parts.append(lm(idx[:, start:start + size], cache))
-        start += size
-    assert cache.length == start == idx.size(1)
-    return torch.cat(parts, dim=1)
-
-
 @pytest.mark.parametrize("name", list_seeds() + ["hybrid"])
 def test_decoding_matches_full_forward(name: str) -> None:
     torch.manual_seed(0)
     design = hybrid() if name == "hybrid" else load_seed(name)
     lm = build_lm(design, MICRO, vocab_size=VOCAB).eval()
     idx = torch.randint(0, VOCAB, (2, 21), generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        full = lm(idx)
-        for chunks in ([7] + [1] * 14, [1] * 5 + [3, 4, 9], [21]):
-            torch.testing.assert_close(decoded(lm, idx, chunks), full, rtol=1e-4, atol=1e-5)
+    assert_decodes_exactly(lm, idx)
 
 
 def test_generate_with_cache_equals_recomputing_past_the_context() -> None:

@@ -49,15 +49,7 @@ def test_generated_units_pass_the_sandboxed_checker(case: str) -> None:
 
 
 def test_cover_uses_every_primitive_class() -> None:
-    def classes(gene: gs.Gene) -> set[type]:
-        out = {type(gene)}
-        for field in type(gene).model_fields:
-            value = getattr(gene, field)
-            if isinstance(value, gs.Gene):
-                out |= classes(value)
-        return out
-
-    used = set().union(*(classes(g) for pair in COVER.values() for g in pair))
+    used = set().union(*(gs.gene_classes(g) for pair in COVER.values() for g in pair))
     for union in (gs.Featurizer, gs.TokenMixer, gs.Decay, gs.Combine, gs.ChannelStructure):
         members = set(typing.get_args(typing.get_args(union)[0]))
         assert members <= used, f"no checked design uses {sorted(c.__name__ for c in members - used)}"

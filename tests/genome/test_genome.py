@@ -87,8 +87,11 @@ def test_generated_code_holds_only_what_the_genome_uses() -> None:
 
     plain = code(gs.MixerGenome(token_mixer=gs.Attention(), combine=gs.Plain()))
     assert "window" not in plain and "import math" not in plain and "rsqrt" not in plain and "chunked" not in plain
+    assert "after_tail" not in plain and "in_last" not in plain and "def features(self, X):" in plain
     local = code(gs.MixerGenome(token_mixer=gs.Attention(window=16, qk_norm=True)))
-    assert "self.window = window" in local and "torch.rsqrt" in local
+    assert "self.window = window" in local and "torch.rsqrt" in local and "k[:, :, keep:]" in local
+    shifted = code(gs.MixerGenome(featurizer=gs.TokenShift(), token_mixer=gs.CausalConv(width=3)))
+    assert 'state["in_last"]' in shifted and '"conv_tail", 2)' in shifted and "in_tail" not in shifted
     free = code(gs.MixerGenome(token_mixer=gs.LinearRecurrence(decay=gs.NoDecay())))
     assert "log_a" not in free and "def recurrent" in free and "def chunked" in free
     mlp = generate(gs.ChannelGenome(structure=gs.Dense(activation="relu2")))
@@ -113,6 +116,7 @@ RECURRENT = {k: g for k, g in PRIMITIVES.items()
 @pytest.mark.parametrize("T", [1, 16, 37])
 @pytest.mark.parametrize("key", sorted(RECURRENT))
 def test_chunked_matches_recurrent(key: str, T: int) -> None:
+    """Outputs and final state agree, from a zero state and from a given one (as in decoding)."""
     genome = RECURRENT[key]
     unit = build(genome)
     g = torch.Generator().manual_seed(T)
@@ -127,7 +131,9 @@ def test_chunked_matches_recurrent(key: str, T: int) -> None:
         extra = (-torch.rand(2, 2, T, 8, generator=g),)
     else:
         extra = (-torch.rand(2, 2, T, generator=g),)
-    torch.testing.assert_close(unit.chunked(q, k, v, *extra), unit.recurrent(q, k, v, *extra), atol=1e-4, rtol=1e-4)
+    for start in (None, torch.randn(2, 2, 8, 8, generator=g)):
+        torch.testing.assert_close(unit.chunked(q, k, v, *extra, start), unit.recurrent(q, k, v, *extra, start),
+                                   atol=1e-4, rtol=1e-4)
 
 
 @settings(max_examples=15, deadline=None)
@@ -191,7 +197,7 @@ def test_new_units_get_new_names() -> None:
     assert edited_name("GatedLinearAttentionQkn1a2b_2", "add_token_shift", "x").startswith("GatedLinearAttentionTs")
 
 
-EDITABLE = {"CausalSelfAttention": {"add_output_gate", "add_qk_norm", "add_token_shift"},
+EDITABLE = {"CausalSelfAttention": {"add_output_gate", "add_token_shift"},  # q, k come from its heads() helper
             "GatedLinearAttention": set(CODE_EDITS),
             "SwiGLU": {"swap_activation", "add_output_gate", "add_token_shift"}}
 
