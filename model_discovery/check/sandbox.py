@@ -51,9 +51,10 @@ from model_discovery.check.channel import UNTRUSTED_FILENAME_PREFIX, send
 from model_discovery.gau.compose import module_name
 
 # Import roots that design (untrusted) code may use. Trusted code may import anything.
+# ``contextvars`` is the GAU runtime's (compiled into every design module): it holds the decode cache.
 DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = (
     "torch", "math", "typing", "functools", "itertools", "collections", "dataclasses",
-    "operator", "abc", "enum", "numbers", "__future__",
+    "operator", "abc", "enum", "numbers", "contextvars", "__future__",
 )
 _RESULT_CAP_BYTES = 32 * 1024 * 1024
 _STDERR_TAIL_CHARS = 2000
