@@ -73,15 +73,9 @@ class DeltaNet(GAUBase):
             outs.append((q[:, :, t, None, :] @ state).squeeze(-2))
         return torch.stack(outs, dim=2), state
 
-    def _forward(self, X, **Z):
-        return self.attend(X, None), {}
-
-    def _step(self, X, state, **Z):
-        """Recurrent state: the (b, h, d, d) matrix S after the last position."""
-        return self.attend(X, state), {}
-
-    def attend(self, X, state):
-        """Outputs at the positions of X; with a decoding ``state`` (dict), continue it and update it."""
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         B, T, C = X.shape
         H = self.n_head
         qkv, _ = self.conv(self.qkv(X))
@@ -99,4 +93,8 @@ class DeltaNet(GAUBase):
             scan = self.recurrent if T == 1 else self.chunked
             y, state["S"] = scan(q, k, v, beta, state.get("S"))
         y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps) * self.norm_weight
-        return self.o(y.transpose(1, 2).reshape(B, T, C).to(X.dtype))
+        return self.o(y.transpose(1, 2).reshape(B, T, C).to(X.dtype)), {}
+
+    def _step(self, X, state, **Z):
+        """Recurrent state: the (b, h, d, d) matrix S after the last position."""
+        return self._forward(X, state, **Z)

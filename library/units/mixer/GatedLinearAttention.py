@@ -73,15 +73,9 @@ class GatedLinearAttention(GAUBase):
             outs.append((q[:, :, t, None, :] @ state).squeeze(-2))
         return torch.stack(outs, dim=2), state
 
-    def _forward(self, X, **Z):
-        return self.attend(X, None), {}
-
-    def _step(self, X, state, **Z):
-        """Recurrent state: the (b, h, dk, dv) matrix S after the last position."""
-        return self.attend(X, state), {}
-
-    def attend(self, X, state):
-        """Outputs at the positions of X; with a decoding ``state`` (dict), continue it and update it."""
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         B, T, _ = X.shape
         H = self.n_head
 
@@ -98,4 +92,8 @@ class GatedLinearAttention(GAUBase):
             y, state["S"] = scan(q, k, v, log_a, state.get("S"))
         y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps) * self.norm_weight
         y = y.transpose(1, 2).reshape(B, T, self.value_dim).to(X.dtype)
-        return self.o(F.silu(self.g(X)) * y)
+        return self.o(F.silu(self.g(X)) * y), {}
+
+    def _step(self, X, state, **Z):
+        """Recurrent state: the (b, h, dk, dv) matrix S after the last position."""
+        return self._forward(X, state, **Z)

@@ -74,16 +74,9 @@ class HyenaOperator(GAUBase):
         taps = h[lag.clamp(min=0)] * (lag >= 0)[..., None]  # (T, S, d): h[t - s] for s <= t, else 0
         return torch.einsum("tsd,bsd->btd", taps, u.float())
 
-    def _forward(self, X, **Z):
-        return self.operate(X, None), {}
-
-    def _step(self, X, state, **Z):
-        """State: the inputs of each long convolution so far, ``u0`` .. (b, S, d), and the filters
-        up to the context length (computed once, kept as a batch-first view)."""
-        return self.operate(X, state), {}
-
-    def operate(self, X, state):
-        """Outputs at the positions of X; with a decoding ``state`` (dict), continue it and update it."""
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         B, T, _ = X.shape
         u, _ = self.conv(self.in_proj(X))
         *gates, v = u.float().split(self.d_model, dim=-1)
@@ -103,4 +96,9 @@ class HyenaOperator(GAUBase):
                 conv = self.long_conv(v, h[i])
             v = conv + v * self.filter_bias[i]
         y = v * gates[0]
-        return self.out_proj(y.to(X.dtype))
+        return self.out_proj(y.to(X.dtype)), {}
+
+    def _step(self, X, state, **Z):
+        """State: the inputs of each long convolution so far, ``u0`` .. (b, S, d), and the filters
+        up to the context length (computed once, kept as a batch-first view)."""
+        return self._forward(X, state, **Z)

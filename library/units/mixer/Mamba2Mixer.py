@@ -92,15 +92,9 @@ class Mamba2Mixer(GAUBase):
             ys.append(torch.einsum("bhpn,bn->bhp", state, C[:, t]))
         return torch.stack(ys, dim=1), state
 
-    def _forward(self, X, **Z):
-        return self.mix(X, None), {}
-
-    def _step(self, X, state, **Z):
-        """SSM state: the (b, h, head_dim, d_state) matrix after the last position."""
-        return self.mix(X, state), {}
-
-    def mix(self, X, state):
-        """Outputs at the positions of X; with a decoding ``state`` (dict), continue it and update it."""
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         b, L, _ = X.shape
         z, xBC, dt = self.in_proj(X).split([self.d_inner, self.d_inner + 2 * self.d_state, self.n_head], dim=-1)
         xBC, _ = self.conv(xBC)
@@ -117,4 +111,8 @@ class Mamba2Mixer(GAUBase):
         y = y + x.float() * self.D[:, None]
         y = y.reshape(b, L, self.d_inner) * F.silu(z.float())
         y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps) * self.norm_weight
-        return self.out_proj(y.to(X.dtype))
+        return self.out_proj(y.to(X.dtype)), {}
+
+    def _step(self, X, state, **Z):
+        """SSM state: the (b, h, head_dim, d_state) matrix after the last position."""
+        return self._forward(X, state, **Z)

@@ -64,15 +64,9 @@ class MultiScaleRetention(GAUBase):
         x1, x2 = x.float().chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
 
-    def _forward(self, X, **Z):
-        return self.retain(X, None), {}
-
-    def _step(self, X, state, **Z):
-        """State: the position, the (b, h, head_dim, v_dim / h) matrix S and the past keys."""
-        return self.retain(X, state), {}
-
-    def retain(self, X, state):
-        """Outputs at the positions of X; with a decoding ``state`` (dict), continue it and update it."""
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         B, T, _ = X.shape
         H = self.n_head
         P = state.get("pos", 0) if state is not None else 0
@@ -99,4 +93,8 @@ class MultiScaleRetention(GAUBase):
         y = y.float()  # (B, H, T, v_dim / H)
         y = (y - y.mean(-1, keepdim=True)) * torch.rsqrt(y.var(-1, keepdim=True, unbiased=False) + self.eps)
         y = y.transpose(1, 2).reshape(B, T, self.v_dim).to(X.dtype) * self.norm_weight
-        return self.o(F.silu(self.g(X)) * y)
+        return self.o(F.silu(self.g(X)) * y), {}
+
+    def _step(self, X, state, **Z):
+        """State: the position, the (b, h, head_dim, v_dim / h) matrix S and the past keys."""
+        return self._forward(X, state, **Z)

@@ -93,20 +93,16 @@ class RWKVTimeMix(GAUBase):
             state = w * state + kv
         return torch.stack(outs, dim=2), state
 
-    def _forward(self, X, **Z):
-        return self.attend(X, F.pad(X, (0, 0, 1, -1)), None), {}  # x_{t-1}, zeros before the first
-
-    def _step(self, X, state, **Z):
-        """State: the last input (token shift) and the (b, h, s, s) matrix S."""
-        last = state.get("last", X.new_zeros(X.size(0), 1, X.size(2)))
-        state["last"] = X[:, -1:]
-        return self.attend(X, torch.cat([last, X[:, :-1]], dim=1), state), {}
-
-    def attend(self, X, shifted, state):
-        """Outputs at the positions of X (``shifted`` holds x_{t-1}); with a decoding ``state``
-        (dict), continue its matrix and update it."""
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         B, T, C = X.shape
         H = self.n_head
+        if state is None:
+            shifted = F.pad(X, (0, 0, 1, -1))  # x_{t-1}, zeros before the first token
+        else:
+            shifted = torch.cat([state.get("last", X.new_zeros(B, 1, C)), X[:, :-1]], dim=1)
+            state["last"] = X[:, -1:]
         delta = shifted - X
 
         def heads(t):
@@ -124,4 +120,8 @@ class RWKVTimeMix(GAUBase):
             y, state["S"] = scan(r, k, v, log_w, self.time_first.float(), state.get("S"))
         y = (y - y.mean(-1, keepdim=True)) * torch.rsqrt(y.var(-1, keepdim=True, unbiased=False) + self.eps)
         y = y.transpose(1, 2).reshape(B, T, C) * self.ln_weight + self.ln_bias
-        return self.o(y.to(X.dtype) * g)
+        return self.o(y.to(X.dtype) * g), {}
+
+    def _step(self, X, state, **Z):
+        """State: the last input (token shift) and the (b, h, s, s) matrix S."""
+        return self._forward(X, state, **Z)

@@ -81,16 +81,9 @@ class TTTLinear(GAUBase):
             outs.append((q_t + q_t @ W).squeeze(-2))
         return torch.stack(outs, dim=2), W, W_start
 
-    def _forward(self, X, **Z):
-        return self.attend(X, None), {}
-
-    def _step(self, X, state, **Z):
-        """State: the inner weights W (b, h, d, d), those at the start of the current mini-batch
-        and the number of positions consumed."""
-        return self.attend(X, state), {}
-
-    def attend(self, X, state):
-        """Outputs at the positions of X; with a decoding ``state`` (dict), continue it and update it."""
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         B, T, C = X.shape
         H = self.n_head
 
@@ -110,4 +103,9 @@ class TTTLinear(GAUBase):
             state["pos"] = start + T
         y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps) * self.norm_weight
         y = y.transpose(1, 2).reshape(B, T, C).to(X.dtype)
-        return self.o(F.silu(self.g(X)) * y)
+        return self.o(F.silu(self.g(X)) * y), {}
+
+    def _step(self, X, state, **Z):
+        """State: the inner weights W (b, h, d, d), those at the start of the current mini-batch
+        and the number of positions consumed."""
+        return self._forward(X, state, **Z)
