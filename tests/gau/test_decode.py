@@ -79,6 +79,17 @@ def test_decoding_matches_full_forward(name: str) -> None:
             torch.testing.assert_close(decoded(lm, idx, chunks), full, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", list_seeds())
+def test_decoding_in_bfloat16_stays_close(name: str) -> None:
+    """With bfloat16 weights the kept state keeps its dtype and decoding stays within bfloat16 rounding."""
+    torch.manual_seed(0)
+    lm = build_lm(load_seed(name), MICRO, vocab_size=VOCAB).eval().to(torch.bfloat16)
+    idx = torch.randint(0, VOCAB, (2, 21), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(decoded(lm, idx, [7] + [1] * 5 + [9]).float(), lm(idx).float(),
+                                   rtol=0.0, atol=3e-2)
+
+
 def test_generate_with_cache_equals_recomputing_past_the_context() -> None:
     """Greedy generate (cached) equals the uncached loop, also once the sequence outgrows the context."""
     torch.manual_seed(0)

@@ -46,7 +46,7 @@ class HyenaOperator(GAUBase):
         freqs = torch.linspace(1e-4, bands - 1, bands, device=device)[None, :]
         ang = 2 * math.pi * t * freqs / L
         feats = torch.cat([t / max(L - 1, 1), torch.cos(ang), -torch.sin(ang)], dim=-1)
-        h = torch.sin(self.sin_freq * self.filter_in(feats))
+        h = torch.sin(self.sin_freq * self.filter_in(feats.to(self.filter_in.weight.dtype)))
         h = torch.sin(self.sin_freq * self.filter_mid(h))
         h = self.filter_out(h)  # (T, (order-1) * d)
         target = math.log(1e-2)  # each channel's window decays to 1% at rate fast..slow

@@ -85,9 +85,9 @@ class MultiScaleRetention(GAUBase):
         if state is not None:
             ago = torch.arange(T - 1, -1, -1, device=X.device, dtype=torch.float32)
             log_g = self.log_gammas(X.device)[:, None]  # (H, 1)
-            S = (k * torch.exp(log_g * ago)[..., None]).transpose(-1, -2) @ v
+            S = (k * torch.exp(log_g * ago)[..., None].to(k.dtype)).transpose(-1, -2) @ v
             if P:
-                S = S + torch.exp(log_g * T)[..., None] * state["S"]
+                S = S + torch.exp(log_g * T)[..., None].to(k.dtype) * state["S"]
                 k = torch.cat([state["k"], k], dim=2)
             state["S"], state["k"], state["pos"] = S, k, P + T
         y = y.float()  # (B, H, T, v_dim / H)
