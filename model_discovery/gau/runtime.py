@@ -16,7 +16,9 @@ unit needs to continue; the next call passes only the new positions. A unit take
 three ways: ``positionwise = True`` (its own work is per position, e.g. a norm, an MLP or a block
 that only composes children), a ``_step(X, state, **Z)`` of its own (a KV cache or a recurrent
 state in ``state``), or neither, and then :meth:`GAUBase._step` replays the unit's past inputs
-(exact for any causal unit, but it recomputes that unit's prefix).
+(exact for any causal unit, but it recomputes that unit's prefix). The catalogue's stateful units
+write one ``_forward(X, state=None, **Z)`` for both (``state`` is None for a whole sequence) and
+their ``_step`` calls it, so an edit of ``_forward`` changes decoding alike.
 """
 
 from __future__ import annotations

@@ -58,6 +58,28 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def assert_scans_agree(chunked, recurrent, args: tuple, T: int, split: int) -> None:
+    """``chunked`` equals the step-by-step ``recurrent`` (outputs and final state), also when
+    the sequence is cut at ``split`` and the second part continues the first part's state.
+
+    ``args`` are the per-position tensors (time on dimension ``T`` is found by size) followed by
+    any per-head constants; both functions take the state as their last argument.
+    """
+    def cut(lo: int, hi: int) -> tuple:
+        return tuple(a.narrow(list(a.shape).index(T), lo, hi - lo) if T in a.shape else a for a in args)
+
+    want_y, want_state = recurrent(*args)
+    y, state = chunked(*args)
+    torch.testing.assert_close(y, want_y, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(state, want_state, atol=1e-4, rtol=1e-4)
+    for second in (chunked, recurrent) if 0 < split < T else ():
+        y1, s1 = chunked(*cut(0, split))
+        y2, s2 = second(*cut(split, T), s1)
+        time_dim = list(want_y.shape).index(T)
+        torch.testing.assert_close(torch.cat([y1, y2], dim=time_dim), want_y, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(s2, want_state, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("T", [1, 23, 64])
 def test_mamba2_chunked_matches_recurrent(T: int, micro_lm) -> None:
     mixer = _mixer("mamba2", micro_lm)
@@ -66,8 +88,7 @@ def test_mamba2_chunked_matches_recurrent(T: int, micro_lm) -> None:
     x = torch.randn(b, T, h, p, generator=g)
     a = -torch.rand(b, T, h, generator=g)
     B, C = torch.randn(b, T, n, generator=g), torch.randn(b, T, n, generator=g)
-    torch.testing.assert_close(mixer.scan_chunked(x, a, B, C), mixer.scan_recurrent(x, a, B, C),
-                               atol=1e-4, rtol=1e-4)
+    assert_scans_agree(mixer.scan_chunked, mixer.scan_recurrent, (x, a, B, C), T, T // 3)
 
 
 @pytest.mark.parametrize("T", [1, 23, 40])
@@ -77,8 +98,7 @@ def test_gla_chunked_matches_recurrent(T: int, micro_lm) -> None:
     q, k = torch.randn(2, 2, T, 8, generator=g), torch.randn(2, 2, T, 8, generator=g)
     v = torch.randn(2, 2, T, 6, generator=g)
     log_a = torch.nn.functional.logsigmoid(torch.randn(2, 2, T, 8, generator=g)) / 4
-    torch.testing.assert_close(mixer.chunked(q, k, v, log_a), mixer.recurrent(q, k, v, log_a),
-                               atol=1e-4, rtol=1e-4)
+    assert_scans_agree(mixer.chunked, mixer.recurrent, (q, k, v, log_a), T, T // 3)
 
 
 @pytest.mark.parametrize("T", [1, 23, 40])
@@ -88,8 +108,7 @@ def test_rwkv_chunked_matches_recurrent(T: int, micro_lm) -> None:
     r, k, v = (torch.randn(2, 2, T, 8, generator=g) for _ in range(3))
     log_w = -torch.rand(2, 8, generator=g)
     u = torch.randn(2, 8, generator=g)
-    torch.testing.assert_close(mixer.chunked(r, k, v, log_w, u), mixer.recurrent(r, k, v, log_w, u),
-                               atol=1e-4, rtol=1e-4)
+    assert_scans_agree(mixer.chunked, mixer.recurrent, (r, k, v, log_w, u), T, T // 3)
 
 
 @pytest.mark.parametrize("T", [1, 23, 70])
@@ -100,8 +119,28 @@ def test_deltanet_chunked_matches_recurrent(T: int, micro_lm) -> None:
     k = torch.nn.functional.normalize(torch.randn(2, 2, T, 8, generator=g), dim=-1)
     v = torch.randn(2, 2, T, 8, generator=g)
     beta = torch.rand(2, 2, T, generator=g)
-    torch.testing.assert_close(mixer.chunked(q, k, v, beta), mixer.recurrent(q, k, v, beta),
-                               atol=1e-4, rtol=1e-4)
+    assert_scans_agree(mixer.chunked, mixer.recurrent, (q, k, v, beta), T, T // 3)
+
+
+@pytest.mark.parametrize(("T", "split"), [(1, 1), (40, 16), (40, 21), (40, 5)])
+def test_ttt_chunked_matches_recurrent(T: int, split: int, micro_lm) -> None:
+    """The dual form equals the explicit weights, also continued from inside a mini-batch."""
+    mixer = _mixer("ttt", micro_lm)
+    g = _gen()
+    q = torch.nn.functional.normalize(torch.randn(2, 2, T, 8, generator=g), dim=-1)
+    k = torch.nn.functional.normalize(torch.randn(2, 2, T, 8, generator=g), dim=-1)
+    v = torch.randn(2, 2, T, 8, generator=g)
+    eta = 0.5 * torch.rand(2, 2, T, generator=g)
+    W0 = 0.1 * torch.randn(2, 8, 8, generator=g)
+    want_y, want_W, want_start = mixer.recurrent(q, k, v, eta, W0)
+    y, W, W_start = mixer.chunked(q, k, v, eta, W0)
+    for got, want in ((y, want_y), (W, want_W), (W_start, want_start)):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    for second in (mixer.chunked, mixer.recurrent) if split < T else ():
+        y1, W1, start1 = mixer.chunked(q[:, :, :split], k[:, :, :split], v[:, :, :split], eta[:, :, :split], W0)
+        y2, W2, _ = second(q[:, :, split:], k[:, :, split:], v[:, :, split:], eta[:, :, split:], W1, start1, split)
+        torch.testing.assert_close(torch.cat([y1, y2], dim=2), want_y, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(W2, want_W, atol=1e-4, rtol=1e-4)
 
 
 def test_retention_decay_mask_is_causal(micro_lm) -> None:
@@ -117,3 +156,12 @@ def test_hyena_filter_independent_of_length(micro_lm) -> None:
     with torch.no_grad():
         short, full = mixer.filters(10, torch.device("cpu")), mixer.filters(100, torch.device("cpu"))
     torch.testing.assert_close(short, full[:, :10])
+
+
+@pytest.mark.parametrize("T", [1, 9, 20])
+def test_hyena_conv_tail_matches_long_conv(T: int, micro_lm) -> None:
+    """The last T outputs of the decoding convolution equal those of the whole FFT convolution."""
+    mixer = _mixer("hyena", micro_lm)
+    g = _gen()
+    u, h = torch.randn(2, 30, 8, generator=g), torch.randn(40, 8, generator=g)
+    torch.testing.assert_close(mixer.conv_tail(u, h, T), mixer.long_conv(u, h[:30])[:, -T:], atol=1e-4, rtol=1e-4)

@@ -24,18 +24,19 @@ class RWKVChannelMix(GAUBase):
         self.value = nn.Linear(hidden, d_model, bias=False)
         self.receptance = nn.Linear(d_model, d_model, bias=False)
 
-    def _forward(self, X, **Z):
-        return self.mix(X, F.pad(X, (0, 0, 1, -1))), {}  # x_{t-1}, zeros at t = 0
-
-    def _step(self, X, state, **Z):
-        """Token-shift state: the last input."""
-        last = state.get("last", X.new_zeros(X.size(0), 1, X.size(2)))
-        state["last"] = X[:, -1:]
-        return self.mix(X, torch.cat([last, X[:, :-1]], dim=1)), {}
-
-    def mix(self, X, shifted):
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see :meth:`_step`)."""
+        if state is None:
+            shifted = F.pad(X, (0, 0, 1, -1))  # x_{t-1}, zeros at t = 0
+        else:
+            shifted = torch.cat([state.get("last", X.new_zeros(X.size(0), 1, X.size(2))), X[:, :-1]], dim=1)
+            state["last"] = X[:, -1:]
         delta = shifted - X
         xk = X + delta * self.mix_k
         xr = X + delta * self.mix_r
         k = torch.relu(self.key(xk)).square()
-        return torch.sigmoid(self.receptance(xr)) * self.value(k)
+        return torch.sigmoid(self.receptance(xr)) * self.value(k), {}
+
+    def _step(self, X, state, **Z):
+        """Token-shift state: the last input."""
+        return self._forward(X, state, **Z)

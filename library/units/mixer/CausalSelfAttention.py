@@ -17,28 +17,23 @@ class CausalSelfAttention(GAUBase):
         self.proj = nn.Linear(d_model, d_model, bias=False)
         self.pos = nn.Parameter(torch.zeros(self.max_seq_len, d_model)) if learned_pos else None
 
-    def heads(self, X, start: int = 0):
-        """q, k, v of shape (B, n_head, T, head_dim) for positions start .. start + T - 1."""
+    def _forward(self, X, state=None, **Z):
+        """Causal attention over X; decoding passes its ``state`` (a dict, see :meth:`_step`),
+        and X then holds only the new positions."""
         B, T, C = X.shape
+        start = state["k"].size(2) if state else 0
         h = X if self.pos is None else X + self.pos[start:start + T]
         q, k, v = self.qkv(h).split(C, dim=2)
-        return (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-
-    def attend(self, q, k, v):
-        """Causal attention of the last q.size(2) positions over all k.size(2) keys."""
-        B, _, T, _ = q.shape
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if state is not None:
+            if start:
+                k, v = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
+            state["k"], state["v"] = k, v
         S = k.size(2)
-        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if T == S else mask, is_causal=T == S)
-        return self.proj(y.transpose(1, 2).reshape(B, T, -1))
-
-    def _forward(self, X, **Z):
-        return self.attend(*self.heads(X)), {}
+        mask = None if S == T else torch.ones(T, S, dtype=torch.bool, device=X.device).tril(S - T)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=S == T)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C)), {}
 
     def _step(self, X, state, **Z):
         """KV cache: keys and values of every earlier position."""
-        q, k, v = self.heads(X, state["k"].size(2) if "k" in state else 0)
-        if "k" in state:
-            k, v = torch.cat([state["k"], k], dim=2), torch.cat([state["v"], v], dim=2)
-        state["k"], state["v"] = k, v
-        return self.attend(q, k, v), {}
+        return self._forward(X, state, **Z)

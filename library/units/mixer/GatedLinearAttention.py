@@ -14,7 +14,8 @@ class GatedLinearAttention(GAUBase):
 
     The forget gate ``a_t = sigmoid(W2 W1 x_t)^(1/gate_norm)`` is low-rank; keys are
     ``expand_k`` times the model width. Computed chunk-wise (:meth:`chunked`), with
-    :meth:`recurrent` as the step-by-step reference. Output is RMS-normed per head and gated by
+    :meth:`recurrent` as the step-by-step reference; both continue from a state and return the
+    last one, which decoding keeps (:meth:`_step`). Output is RMS-normed per head and gated by
     ``silu(W_g x)``.
     """
 
@@ -35,8 +36,9 @@ class GatedLinearAttention(GAUBase):
         self.o = nn.Linear(self.value_dim, d_model, bias=False)
         self.norm_weight = nn.Parameter(torch.ones(self.value_dim // n_head))
 
-    def chunked(self, q, k, v, log_a):
-        """q, k, log_a (b,h,t,dk); v (b,h,t,dv) -> (b,h,t,dv)."""
+    def chunked(self, q, k, v, log_a, state=None):
+        """q, k, log_a (b,h,t,dk); v (b,h,t,dv); state (b,h,dk,dv) or None (zeros)
+        -> outputs (b,h,t,dv) and the state after the last position."""
         b, h, T, dk = q.shape
         cs = self.chunk_size
         pad = (-T) % cs
@@ -50,7 +52,7 @@ class GatedLinearAttention(GAUBase):
         diff = diff.masked_fill(~causal[:, :, None], -math.inf)
         attn = torch.einsum("bhnid,bhnjd,bhnijd->bhnij", q, k, torch.exp(diff))
         out = attn @ v
-        state = q.new_zeros(b, h, dk, v.size(-1))
+        state = q.new_zeros(b, h, dk, v.size(-1)) if state is None else state
         inter = []
         for c in range(n):
             inter.append((q[:, :, c] * torch.exp(cum[:, :, c])) @ state)
@@ -58,20 +60,22 @@ class GatedLinearAttention(GAUBase):
             kd = k[:, :, c] * torch.exp(last - cum[:, :, c])
             state = torch.exp(last).transpose(-1, -2) * state + kd.transpose(-1, -2) @ v[:, :, c]
         out = out + torch.stack(inter, dim=2)
-        return out.reshape(b, h, n * cs, -1)[:, :, :T]
+        return out.reshape(b, h, n * cs, -1)[:, :, :T], state  # padded steps have a = 1, k = 0
 
     @staticmethod
-    def recurrent(q, k, v, log_a):
-        """Step-by-step reference of :meth:`chunked`."""
+    def recurrent(q, k, v, log_a, state=None):
+        """Step-by-step reference of :meth:`chunked` (same arguments and results)."""
         b, h, T, dk = q.shape
-        state = q.new_zeros(b, h, dk, v.size(-1))
+        state = q.new_zeros(b, h, dk, v.size(-1)) if state is None else state
         outs = []
         for t in range(T):
             state = torch.exp(log_a[:, :, t])[..., None] * state + k[:, :, t, :, None] * v[:, :, t, None, :]
             outs.append((q[:, :, t, None, :] @ state).squeeze(-2))
-        return torch.stack(outs, dim=2)
+        return torch.stack(outs, dim=2), state
 
-    def _forward(self, X, **Z):
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         B, T, _ = X.shape
         H = self.n_head
 
@@ -81,7 +85,15 @@ class GatedLinearAttention(GAUBase):
         q = heads(self.q(X)) * (self.key_dim // H) ** -0.5
         k, v = heads(self.k(X)), heads(self.v(X))
         log_a = heads(F.logsigmoid(self.gk_up(self.gk_down(X))) / self.gate_norm)
-        y = self.chunked(q, k, v, log_a)
+        if state is None:
+            y, _ = self.chunked(q, k, v, log_a)
+        else:  # one new position: the recurrence; a chunk: the chunked form from the state
+            scan = self.recurrent if T == 1 else self.chunked
+            y, state["S"] = scan(q, k, v, log_a, state.get("S"))
         y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps) * self.norm_weight
         y = y.transpose(1, 2).reshape(B, T, self.value_dim).to(X.dtype)
         return self.o(F.silu(self.g(X)) * y), {}
+
+    def _step(self, X, state, **Z):
+        """Recurrent state: the (b, h, dk, dv) matrix S after the last position."""
+        return self._forward(X, state, **Z)

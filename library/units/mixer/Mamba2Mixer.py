@@ -15,7 +15,9 @@ class Mamba2Mixer(GAUBase):
     One projection yields the gate z, the SSM input x, shared B and C, and per-head step sizes dt;
     x, B, C pass through the ``conv`` child (a short causal conv). The scan runs chunk-wise
     (quadratic inside a chunk, a state recurrence across chunks); :meth:`scan_recurrent` is the
-    step-by-step reference. Output is RMS-normed after gating with silu(z).
+    step-by-step reference. Both continue from an SSM state and return the last one, which
+    decoding keeps (:meth:`_step`; the ``conv`` child keeps its own tail). Output is RMS-normed
+    after gating with silu(z).
     """
 
     def __init__(self, d_model, block_loc, ctx=None, expand: int = 2, d_state: int = 64,
@@ -47,8 +49,9 @@ class Mamba2Mixer(GAUBase):
         keep = torch.tril(torch.ones(T, T, dtype=torch.bool, device=x.device), diagonal=0)
         return out.masked_fill(~keep, -math.inf)
 
-    def scan_chunked(self, x, a, B, C):
-        """x (b,l,h,p) already times dt; a (b,l,h) = dt*A; B, C (b,l,n) shared by heads -> (b,l,h,p)."""
+    def scan_chunked(self, x, a, B, C, state=None):
+        """x (b,l,h,p) already times dt; a (b,l,h) = dt*A; B, C (b,l,n) shared by heads; state
+        (b,h,p,n) or None (zeros) -> outputs (b,l,h,p) and the state after the last position."""
         b, L, h, p = x.shape
         cs = self.chunk_size
         pad = (-L) % cs
@@ -67,27 +70,31 @@ class Mamba2Mixer(GAUBase):
         # 2. state at the end of each chunk from its own inputs
         decay_states = torch.exp(a_cum[..., -1:] - a_cum)  # (b, h, c, l)
         states = torch.einsum("bcln,bhcl,bclhp->bchpn", B, decay_states, x)
-        # 3. carry states across chunks
-        states = torch.cat([torch.zeros_like(states[:, :1]), states], dim=1)
+        # 3. carry states across chunks, from the initial one (padded steps have a = 0, B = 0)
+        initial = torch.zeros_like(states[:, :1]) if state is None else state[:, None]
+        states = torch.cat([initial, states], dim=1)
         decay_chunk = torch.exp(self.segsum(F.pad(a_cum[..., -1], (1, 0))))  # (b, h, c+1, c+1)
-        states = torch.einsum("bhzc,bchpn->bzhpn", decay_chunk, states)[:, :-1]
+        states = torch.einsum("bhzc,bchpn->bzhpn", decay_chunk, states)
+        states, final = states[:, :-1], states[:, -1]
         # 4. contribution of carried state to each position
         y_off = torch.einsum("bcln,bchpn,bhcl->bclhp", C, states, torch.exp(a_cum))
         y = (y_diag + y_off).reshape(b, nc * cs, h, p)
-        return y[:, :L]
+        return y[:, :L], final
 
     @staticmethod
-    def scan_recurrent(x, a, B, C):
-        """Step-by-step reference of :meth:`scan_chunked` (same arguments and result)."""
+    def scan_recurrent(x, a, B, C, state=None):
+        """Step-by-step reference of :meth:`scan_chunked` (same arguments and results)."""
         b, L, h, p = x.shape
-        state = x.new_zeros(b, h, p, B.size(-1))
+        state = x.new_zeros(b, h, p, B.size(-1)) if state is None else state
         ys = []
         for t in range(L):
             state = torch.exp(a[:, t])[:, :, None, None] * state + x[:, t, :, :, None] * B[:, t, None, None, :]
             ys.append(torch.einsum("bhpn,bn->bhp", state, C[:, t]))
-        return torch.stack(ys, dim=1)
+        return torch.stack(ys, dim=1), state
 
-    def _forward(self, X, **Z):
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         b, L, _ = X.shape
         z, xBC, dt = self.in_proj(X).split([self.d_inner, self.d_inner + 2 * self.d_state, self.n_head], dim=-1)
         xBC, _ = self.conv(xBC)
@@ -95,8 +102,17 @@ class Mamba2Mixer(GAUBase):
         dt = F.softplus(dt + self.dt_bias)  # (b, l, h)
         A = -torch.exp(self.A_log.float())
         x = x.reshape(b, L, self.n_head, self.head_dim)
-        y = self.scan_chunked((x * dt[..., None]).float(), (dt * A).float(), B.float(), C.float())
+        args = ((x * dt[..., None]).float(), (dt * A).float(), B.float(), C.float())
+        if state is None:
+            y, _ = self.scan_chunked(*args)
+        else:  # one new position: the recurrence; a chunk: the chunked scan from the state
+            scan = self.scan_recurrent if L == 1 else self.scan_chunked
+            y, state["ssm"] = scan(*args, state.get("ssm"))
         y = y + x.float() * self.D[:, None]
         y = y.reshape(b, L, self.d_inner) * F.silu(z.float())
         y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps) * self.norm_weight
         return self.out_proj(y.to(X.dtype)), {}
+
+    def _step(self, X, state, **Z):
+        """SSM state: the (b, h, head_dim, d_state) matrix after the last position."""
+        return self._forward(X, state, **Z)

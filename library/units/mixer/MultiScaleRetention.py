@@ -16,6 +16,10 @@ class MultiScaleRetention(GAUBase):
     short to long memory;
     queries/keys are rotated (xPos without the scale term), outputs are group-normed per head and
     gated by ``swish(W_g x)``. Values are ``v_mult`` times wider than the model.
+
+    Decoding (:meth:`_step`) keeps the recurrent state ``S = sum_m gamma^(t-m) k_m^T v_m`` per
+    head for the output and the past keys for the row norm ``sum_m |q_t k_m| gamma^(t-m)``,
+    which has no fixed-size form.
     """
 
     def __init__(self, d_model, block_loc, ctx=None, n_head: int = 4, v_mult: int = 2,
@@ -40,32 +44,57 @@ class MultiScaleRetention(GAUBase):
             expo = torch.linspace(-5.0, -12.0, self.n_head, device=device)
         return torch.log1p(-torch.exp2(expo))
 
-    def decay_mask(self, T: int, device: torch.device) -> torch.Tensor:
-        """(H, T, T) causal decay matrix, each row scaled by 1/sqrt(row sum)."""
-        idx = torch.arange(T, device=device)
-        diff = (idx[:, None] - idx[None, :]).float()
+    def decay_mask(self, T: int, device: torch.device, start: int = 0) -> torch.Tensor:
+        """(H, T, start + T) causal decay matrix of positions start .. start + T - 1 over
+        positions 0 .. start + T - 1, each row scaled by 1/sqrt(row sum)."""
+        rows = torch.arange(start, start + T, device=device)
+        diff = (rows[:, None] - torch.arange(start + T, device=device)[None, :]).float()
         expo = self.log_gammas(device)[:, None, None] * diff
         expo = expo.masked_fill(diff < 0, -math.inf)
         mask = torch.exp(expo)
         return mask / mask.sum(-1, keepdim=True).sqrt()
 
-    def rotate(self, x: torch.Tensor) -> torch.Tensor:
+    def rotate(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """x (..., T, head_dim) rotated by the angles of positions start .. start + T - 1."""
         T, half = x.size(-2), self.head_dim // 2
         inv_freq = self.rope_base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-        ang = torch.arange(T, device=x.device, dtype=torch.float32)[:, None] * inv_freq[None, :]
+        pos = torch.arange(start, start + T, device=x.device, dtype=torch.float32)
+        ang = pos[:, None] * inv_freq[None, :]
         cos, sin = ang.cos(), ang.sin()
         x1, x2 = x.float().chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
 
-    def _forward(self, X, **Z):
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         B, T, _ = X.shape
         H = self.n_head
-        q = self.rotate(self.q(X).view(B, T, H, -1).transpose(1, 2))
-        k = self.rotate(self.k(X).view(B, T, H, -1).transpose(1, 2)) * self.head_dim ** -0.5
+        P = state.get("pos", 0) if state is not None else 0
+        q = self.rotate(self.q(X).view(B, T, H, -1).transpose(1, 2), P)
+        k = self.rotate(self.k(X).view(B, T, H, -1).transpose(1, 2), P) * self.head_dim ** -0.5
         v = self.v(X).view(B, T, H, -1).transpose(1, 2)
-        scores = (q @ k.transpose(-1, -2)) * self.decay_mask(T, X.device).to(q.dtype)
-        scores = scores / scores.abs().sum(-1, keepdim=True).clamp(min=1.0)
-        y = (scores @ v).float()  # (B, H, T, v_dim / H)
+        mask = self.decay_mask(T, X.device, P).to(q.dtype)  # (H, T, P + T)
+        scores = (q @ k.transpose(-1, -2)) * mask[:, :, P:]
+        norm = scores.abs().sum(-1, keepdim=True)
+        if P:  # the earlier positions: their keys for the row norm, the state for the output
+            norm = norm + ((q @ state["k"].transpose(-1, -2)) * mask[:, :, :P]).abs().sum(-1, keepdim=True)
+        scores = scores / norm.clamp(min=1.0)
+        y = scores @ v
+        if P:  # row t's weight on S (sum over m < P of gamma^(P-1-m) k_m^T v_m) is its mask at P - 1
+            y = y + (q @ state["S"]) * (mask[:, :, P - 1:P] / norm.clamp(min=1.0))
+        if state is not None:
+            ago = torch.arange(T - 1, -1, -1, device=X.device, dtype=torch.float32)
+            log_g = self.log_gammas(X.device)[:, None]  # (H, 1)
+            S = (k * torch.exp(log_g * ago)[..., None].to(k.dtype)).transpose(-1, -2) @ v
+            if P:
+                S = S + torch.exp(log_g * T)[..., None].to(k.dtype) * state["S"]
+                k = torch.cat([state["k"], k], dim=2)
+            state["S"], state["k"], state["pos"] = S, k, P + T
+        y = y.float()  # (B, H, T, v_dim / H)
         y = (y - y.mean(-1, keepdim=True)) * torch.rsqrt(y.var(-1, keepdim=True, unbiased=False) + self.eps)
         y = y.transpose(1, 2).reshape(B, T, self.v_dim).to(X.dtype) * self.norm_weight
         return self.o(F.silu(self.g(X)) * y), {}
+
+    def _step(self, X, state, **Z):
+        """State: the position, the (b, h, head_dim, v_dim / h) matrix S and the past keys."""
+        return self._forward(X, state, **Z)

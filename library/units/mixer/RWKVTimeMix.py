@@ -14,8 +14,9 @@ class RWKVTimeMix(GAUBase):
 
     r, k, v, g read a per-channel interpolation of x_t and x_{t-1} (token shift); w in (0, 1) is a
     learned per-channel decay and u a "bonus" for the current token. Computed chunk-wise
-    (:meth:`chunked`) with :meth:`recurrent` as the step-by-step reference; output is group-normed
-    per head and gated by ``silu(W_g x_g)``.
+    (:meth:`chunked`) with :meth:`recurrent` as the step-by-step reference; both continue from a
+    state and return the last one, which decoding keeps with the last input (:meth:`_step`).
+    Output is group-normed per head and gated by ``silu(W_g x_g)``.
     """
 
     def __init__(self, d_model, block_loc, ctx=None, head_size: int = 32, chunk_size: int = 16,
@@ -45,8 +46,9 @@ class RWKVTimeMix(GAUBase):
         self.ln_weight = nn.Parameter(torch.ones(d_model))
         self.ln_bias = nn.Parameter(torch.zeros(d_model))
 
-    def chunked(self, r, k, v, log_w, u):
-        """r, k, v (b,h,t,s); log_w, u (h,s) -> (b,h,t,s)."""
+    def chunked(self, r, k, v, log_w, u, state=None):
+        """r, k, v (b,h,t,s); log_w, u (h,s); state (b,h,s,s) or None (zeros)
+        -> outputs (b,h,t,s) and the state after the last position."""
         b, h, T, s = r.shape
         cs = self.chunk_size
         pad = (-T) % cs
@@ -61,33 +63,47 @@ class RWKVTimeMix(GAUBase):
         attn = torch.einsum("bhnid,bhnjd,hijd->bhnij", r, k, torch.exp(expo))
         out = attn @ v + (r * u[:, None, None, :] * k).sum(-1, keepdim=True) * v
         decay_in = torch.exp(idx.float()[:, None] * log_w[:, None, :])  # (h, i, s): w^i
-        decay_out = torch.exp((cs - 1 - idx).float()[:, None] * log_w[:, None, :])  # w^(cs-1-j)
-        decay_chunk = torch.exp(cs * log_w)[:, :, None]  # (h, s, 1)
-        state = r.new_zeros(b, h, s, s)
+        state = r.new_zeros(b, h, s, s) if state is None else state
         inter = []
         for c in range(n):
             inter.append((r[:, :, c] * decay_in) @ state)
-            state = decay_chunk * state + (k[:, :, c] * decay_out).transpose(-1, -2) @ v[:, :, c]
+            real = min(cs, T - c * cs)  # the padded tail must not decay the state
+            state = self.advance(state, k[:, :, c, :real], v[:, :, c, :real], log_w)
         out = out + torch.stack(inter, dim=2)
-        return out.reshape(b, h, n * cs, s)[:, :, :T]
+        return out.reshape(b, h, n * cs, s)[:, :, :T], state
 
     @staticmethod
-    def recurrent(r, k, v, log_w, u):
-        """Step-by-step reference of :meth:`chunked`."""
+    def advance(state, k, v, log_w):
+        """The state after the L positions of k, v (b,h,L,s): ``w^L S + sum_j w^(L-1-j) k_j^T v_j``."""
+        L = k.size(2)
+        ago = torch.arange(L - 1, -1, -1, device=k.device, dtype=torch.float32)
+        decay_out = torch.exp(ago[:, None] * log_w[:, None, :])  # (h, j, s): w^(L-1-j)
+        return torch.exp(L * log_w)[:, :, None] * state + (k * decay_out).transpose(-1, -2) @ v
+
+    @staticmethod
+    def recurrent(r, k, v, log_w, u, state=None):
+        """Step-by-step reference of :meth:`chunked` (same arguments and results)."""
         b, h, T, s = r.shape
-        state = r.new_zeros(b, h, s, s)
+        state = r.new_zeros(b, h, s, s) if state is None else state
         w = torch.exp(log_w)[..., None]
         outs = []
         for t in range(T):
             kv = k[:, :, t, :, None] * v[:, :, t, None, :]
             outs.append((r[:, :, t, None, :] @ (state + u[..., None] * kv)).squeeze(-2))
             state = w * state + kv
-        return torch.stack(outs, dim=2)
+        return torch.stack(outs, dim=2), state
 
-    def _forward(self, X, **Z):
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see
+        :meth:`_step`), which this continues and updates."""
         B, T, C = X.shape
         H = self.n_head
-        delta = F.pad(X, (0, 0, 1, -1)) - X  # x_{t-1} - x_t, zeros before the first token
+        if state is None:
+            shifted = F.pad(X, (0, 0, 1, -1))  # x_{t-1}, zeros before the first token
+        else:
+            shifted = torch.cat([state.get("last", X.new_zeros(B, 1, C)), X[:, :-1]], dim=1)
+            state["last"] = X[:, -1:]
+        delta = shifted - X
 
         def heads(t):
             return t.view(B, T, H, -1).transpose(1, 2).float()
@@ -97,7 +113,15 @@ class RWKVTimeMix(GAUBase):
         v = heads(self.v(X + delta * self.mix_v))
         g = F.silu(self.g(X + delta * self.mix_g))
         log_w = -torch.exp(self.time_decay.float())
-        y = self.chunked(r, k, v, log_w, self.time_first.float())
+        if state is None:
+            y, _ = self.chunked(r, k, v, log_w, self.time_first.float())
+        else:  # one new position: the recurrence; a chunk: the chunked form from the state
+            scan = self.recurrent if T == 1 else self.chunked
+            y, state["S"] = scan(r, k, v, log_w, self.time_first.float(), state.get("S"))
         y = (y - y.mean(-1, keepdim=True)) * torch.rsqrt(y.var(-1, keepdim=True, unbiased=False) + self.eps)
         y = y.transpose(1, 2).reshape(B, T, C) * self.ln_weight + self.ln_bias
         return self.o(y.to(X.dtype) * g), {}
+
+    def _step(self, X, state, **Z):
+        """State: the last input (token shift) and the (b, h, s, s) matrix S."""
+        return self._forward(X, state, **Z)

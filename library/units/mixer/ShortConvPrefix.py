@@ -22,14 +22,18 @@ class ShortConvPrefix(GAUBase):
             self.conv_weight[:, 0, -1] = 1.0
         self.mixer = self.build_child("mixer")
 
-    def _forward(self, X, **Z):
-        h = F.pad(X.transpose(1, 2), (self.kernel_size - 1, 0))
+    def _forward(self, X, state=None, **Z):
+        """The mixer over the convolved X; decoding passes this unit's ``state`` (a dict, see
+        :meth:`_step`); the mixer keeps its own."""
+        h = X.transpose(1, 2)
+        if state is None:
+            h = F.pad(h, (self.kernel_size - 1, 0))
+        else:
+            h = torch.cat([state.get("tail", X.new_zeros(X.size(0), self.d_model, self.kernel_size - 1)), h], dim=2)
+            state["tail"] = h[:, :, h.size(2) - self.kernel_size + 1:]
         h = F.conv1d(h, self.conv_weight, groups=self.d_model).transpose(1, 2)
         return self.mixer(h, **Z)
 
     def _step(self, X, state, **Z):
-        """Conv state: the last kernel_size - 1 inputs; the mixer keeps its own."""
-        past = state.get("tail", X.new_zeros(X.size(0), self.d_model, self.kernel_size - 1))
-        h = torch.cat([past, X.transpose(1, 2)], dim=2)
-        state["tail"] = h[:, :, h.size(2) - self.kernel_size + 1:]
-        return self.mixer(F.conv1d(h, self.conv_weight, groups=self.d_model).transpose(1, 2), **Z)
+        """Conv state: the last kernel_size - 1 inputs."""
+        return self._forward(X, state, **Z)

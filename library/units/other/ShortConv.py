@@ -21,17 +21,17 @@ class ShortConv(GAUBase):
         self.activation = activation
         self.conv = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model, bias=True)
 
-    def convolve(self, x):
-        """x (B, C, kernel_size - 1 + T): the T outputs of the valid convolution."""
+    def _forward(self, X, state=None, **Z):
+        """Outputs at the positions of X; decoding passes its ``state`` (a dict, see :meth:`_step`)."""
+        x = X.transpose(1, 2)
+        if state is None:
+            x = F.pad(x, (self.kernel_size - 1, 0))
+        else:
+            x = torch.cat([state.get("tail", X.new_zeros(X.size(0), X.size(2), self.kernel_size - 1)), x], dim=2)
+            state["tail"] = x[:, :, x.size(2) - self.kernel_size + 1:]
         y = self.conv(x).transpose(1, 2)
-        return F.silu(y) if self.activation == "silu" else y
-
-    def _forward(self, X, **Z):
-        return self.convolve(F.pad(X.transpose(1, 2), (self.kernel_size - 1, 0))), {}
+        return (F.silu(y) if self.activation == "silu" else y), {}
 
     def _step(self, X, state, **Z):
         """Conv state: the last kernel_size - 1 inputs."""
-        past = state.get("tail", X.new_zeros(X.size(0), X.size(2), self.kernel_size - 1))
-        x = torch.cat([past, X.transpose(1, 2)], dim=2)
-        state["tail"] = x[:, :, x.size(2) - self.kernel_size + 1:]
-        return self.convolve(x), {}
+        return self._forward(X, state, **Z)
