@@ -50,7 +50,10 @@ DECODE_TOLERANCE = 1e-4  # max |decoded - full| logit difference, relative to th
 
 log = logging.getLogger(__name__)
 
-CONFIGURATION_SOURCE = '''"""Configuration of an exported model_discovery design (GAU tree)."""
+# ``{design}`` (the design's name and fingerprint) in both code files: transformers maps a remote config
+# class to the model class it loaded first, so two designs exported to folders of one name must not
+# share a config class
+CONFIGURATION_SOURCE = '''"""Configuration of the exported model_discovery design {design} (GAU tree)."""
 
 from transformers import PretrainedConfig
 
@@ -77,7 +80,7 @@ class ModisConfig(PretrainedConfig):
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
 '''
 
-MODELING_SOURCE = '''"""Causal LM wrapper of an exported model_discovery design (the design lives in gau_design.py)."""
+MODELING_SOURCE = '''"""Causal LM wrapper of the exported model_discovery design {design} (its code is gau_design.py)."""
 
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -203,8 +206,9 @@ def export_hf(design: Design, scale: ScaleConfig, out_dir: str | Path,
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
 
     (out / f"{DESIGN_MODULE}.py").write_text(compile_design(design))
-    (out / "configuration_modis.py").write_text(CONFIGURATION_SOURCE)
-    (out / "modeling_modis.py").write_text(MODELING_SOURCE)
+    label = f"{design.name} ({design.fingerprint()})"
+    (out / "configuration_modis.py").write_text(CONFIGURATION_SOURCE.replace("{design}", label, 1))
+    (out / "modeling_modis.py").write_text(MODELING_SOURCE.replace("{design}", label, 1))
     (out / "design.json").write_text(design.to_json())
 
     special = _save_tokenizer(tokenizer, out) if tokenizer is not None else {}

@@ -7,7 +7,9 @@ result keeps the original's layout and comments. An edit that finds nothing to c
 checker like any other unit.
 
 Edits keep incremental decoding exact (see ``model_discovery/gau/runtime.py``). A unit whose
-``_forward`` only calls its ``_step`` (every generated mixer) is edited in ``_step``. A unit with
+``_forward`` only calls its ``_step`` (every generated mixer) is edited in ``_step``; a unit whose
+``_step`` only calls ``_forward(X, state)`` (the stateful catalogue units) is edited in
+``_forward``, and a token shift there keeps the last input in ``state`` when decoding. A unit with
 a separate ``_step`` gets the same output gate or token shift there (the shift keeps the last
 input in the decoding state); the edits of q, k or the decay remove that ``_step`` instead, so
 the unit decodes by replay. Token shift makes a position-wise unit a stateful one: it gets a
@@ -53,7 +55,8 @@ class _Unit:
 
     ``body`` is the method that computes the outputs (``_step`` when ``_forward`` only calls it, else
     ``_forward``); ``mirror`` is a separate ``_step`` that an edit of ``body`` must change as well
-    or remove; ``x`` is the name of ``body``'s input.
+    or remove; ``x`` is the name of ``body``'s input; ``state`` names ``_forward``'s decoding-state
+    parameter when ``_step`` runs through ``_forward`` (else None).
     """
 
     def __init__(self, source: str) -> None:
@@ -68,8 +71,11 @@ class _Unit:
             raise EditNotApplicable(f"class {self.cls.name} has no __init__ or no _forward")
         self.init, self.forward, self.step = methods["__init__"], methods["_forward"], methods.get("_step")
         delegates = self.step is not None and any(_is_self_call(n, "_step") for n in ast.walk(self.forward))
+        through_forward = self.step is not None and any(_is_self_call(n, "_forward") for n in ast.walk(self.step))
         self.body = self.step if delegates and self.step is not None else self.forward
-        self.mirror = None if delegates else self.step
+        self.mirror = None if delegates or through_forward else self.step
+        params = [a.arg for a in self.forward.args.args]
+        self.state = params[2] if through_forward and len(params) > 2 else None
         self.positionwise = next((n for n in self.cls.body if isinstance(n, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "positionwise" for t in n.targets)), None)
         self.x = self.input_of(self.body)
@@ -254,6 +260,14 @@ def add_token_shift(rng: random.Random, source: str) -> CodeEdit:
     unit.add_init(f"self.{attr} = nn.Parameter(torch.full(({unit.d_model},), 0.5))")
     if unit.body is unit.step:
         _shift_from_state(unit, unit.body, attr)
+    elif unit.state is not None:
+        state = unit.state
+        unit.insert_before(unit.body_start(unit.forward),
+                           f"{attr}_prev = F.pad({x}, (0, 0, 1, 0))[:, :-1] if {state} is None else torch.cat(\n"
+                           f'    [{state}.get("{attr}", torch.zeros_like({x}[:, :1])), {x}[:, :-1]], dim=1)\n'
+                           f"if {state} is not None:\n"
+                           f'    {state}["{attr}"] = {x}[:, -1:]\n'
+                           f"{x} = {x} + self.{attr}.to({x}.dtype) * ({attr}_prev - {x})")
     else:
         unit.insert_before(unit.body_start(unit.forward),
                            f"{x} = {x} + self.{attr}.to({x}.dtype) * (F.pad({x}, (0, 0, 1, 0))[:, :-1] - {x})")

@@ -68,7 +68,7 @@ def test_inexact_decoding_is_exported_without_cache(tmp_path) -> None:
     attention = design.units["CausalSelfAttention"]
     wrong = attention.source + (
         "\n    def _step(self, X, state, **Z):\n"
-        "        return self.attend(*self.heads(X)), {}  # forgets the earlier positions\n")
+        "        return self._forward(X)  # forgets the earlier positions\n")
     design = design.model_copy(update={"units": {**design.units,
                                                  "CausalSelfAttention": attention.model_copy(update={"source": wrong})}})
     torch.manual_seed(0)
@@ -117,3 +117,11 @@ def test_export_rejects_mismatched_weights(tmp_path) -> None:
     missing = {k: v for k, v in state.items() if k != "ln_f.weight"}
     with pytest.raises(DesignError, match="lacks key 'ln_f.weight'"):
         export_hf(design, MICRO, tmp_path / "b", state_dict=missing)
+
+
+def test_two_designs_exported_to_folders_of_one_name_load_as_themselves(tmp_path) -> None:
+    """transformers caches remote code by folder name; each export still loads its own design."""
+    for i, seed in enumerate(("mamba2", "gpt2")):
+        out = export_hf(load_seed(seed), MICRO, tmp_path / str(i) / "hf_out")
+        model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True)
+        assert type(model.model.blocks[0].mixer).__name__ == {"mamba2": "Mamba2Mixer", "gpt2": "CausalSelfAttention"}[seed]

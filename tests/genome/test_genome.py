@@ -197,7 +197,7 @@ def test_new_units_get_new_names() -> None:
     assert edited_name("GatedLinearAttentionQkn1a2b_2", "add_token_shift", "x").startswith("GatedLinearAttentionTs")
 
 
-EDITABLE = {"CausalSelfAttention": {"add_output_gate", "add_token_shift"},  # q, k come from its heads() helper
+EDITABLE = {"CausalSelfAttention": {"add_output_gate", "add_token_shift", "add_qk_norm"},
             "GatedLinearAttention": set(CODE_EDITS),
             "SwiGLU": {"swap_activation", "add_output_gate", "add_token_shift"}}
 

@@ -209,7 +209,7 @@ EDITED: dict[str, tuple[typing.Callable[[], Design], dict[str, str]]] = {
                                                        "add_qk_norm": "replay", "change_feature_map": "replay",
                                                        "change_decay": "replay"}),
     "CausalSelfAttention": (lambda: _catalogue_design("CausalSelfAttention"),
-                            {"add_output_gate": "step", "add_token_shift": "step"}),
+                            {"add_output_gate": "step", "add_token_shift": "step", "add_qk_norm": "step"}),
     "RWKVChannelMix": (lambda: _catalogue_design("RWKVChannelMix"),
                        {"add_output_gate": "step", "add_token_shift": "step"}),
     "SwiGLU": (lambda: load_seed("llama"), {"swap_activation": "positionwise", "add_output_gate": "positionwise",

@@ -21,7 +21,7 @@ class CausalSelfAttention(GAUBase):
         """Causal attention over X; decoding passes its ``state`` (a dict, see :meth:`_step`),
         and X then holds only the new positions."""
         B, T, C = X.shape
-        start = state["k"].size(2) if state else 0
+        start = state["k"].size(2) if state is not None and "k" in state else 0
         h = X if self.pos is None else X + self.pos[start:start + T]
         q, k, v = self.qkv(h).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))

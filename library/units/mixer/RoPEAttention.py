@@ -37,7 +37,7 @@ class RoPEAttention(GAUBase):
         """Causal attention over X; decoding passes its ``state`` (a dict, see :meth:`_step`),
         and X then holds only the new positions."""
         B, T, C = X.shape
-        start = state["k"].size(2) if state else 0
+        start = state["k"].size(2) if state is not None and "k" in state else 0
         q, k, v = self.qkv(X).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
         cos, sin = self.rotary(T, X.device, start)
