@@ -279,11 +279,6 @@ class BeakerRunner(Runner):
             sub.result = failed_result(sub.job, f"Beaker experiment {sub.name}: {one_line(exc)}", kind="beaker")
         return True
 
-    def experiment_id(self, job_id: str) -> str | None:
-        """The Beaker experiment id of a submitted job (None if it never reached Beaker)."""
-        sub = self._submitted.get(job_id)
-        return sub.workload.experiment.id if sub is not None and sub.workload is not None else None
-
     def wait(self, job_id: str, timeout_s: float | None = None) -> VerifyResult:
         """Poll until the experiment's job is finalized; its ``result.json`` is the result.
 

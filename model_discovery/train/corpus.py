@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -40,7 +39,6 @@ from model_discovery.records.data import FORMAT_VERSION, DataConfig
 from model_discovery.paths import cache_root
 from model_discovery.train.tokenizer import MAX_UINT16_VOCAB, eot_id, load_tokenizer, train_bpe
 
-Split = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _ENCODE_CHUNK = 256  # documents per encode_batch call
 

@@ -128,8 +128,8 @@ def test_lineage_queries(tree: EvolutionTree, seed: Design, variant) -> None:
     assert tree.parents("c") == ["seed2", "b"]  # in insertion order of the parents
     assert tree.get_design("c").parents == ["b", "seed2"]  # order of design.parents
     assert tree.children("gpt2") == ["a", "d"] and tree.children("c") == []
-    assert tree.ancestors("c") == ["seed2", "b", "a", "gpt2"]  # nearest first
-    assert tree.descendants("gpt2") == ["a", "d", "b", "c"]
+    assert tree.lineage("c").ancestors == ["seed2", "b", "a", "gpt2"]  # nearest first
+    assert tree.lineage("gpt2").descendants == ["a", "d", "b", "c"]
     assert tree.references("b") == ["seed2"]
     assert [r.generation for r in tree.list_designs()] == [0, 0, 1, 2, 3, 1]
     lin = tree.lineage("b")
