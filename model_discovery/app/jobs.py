@@ -25,6 +25,7 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_discovery.evolution import EvolutionTree
+from model_discovery.safe_io import write_text
 
 #: name prefixes of a sandbox's temporary folders (model_discovery.check.sandbox)
 SANDBOX_CONTROL_PREFIX = "modis-sbx-ctl-"
@@ -95,9 +96,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2))
 
 
 def start_job(job_dir: Path, name: str, args: list[str], *, meta: dict[str, Any] | None = None,

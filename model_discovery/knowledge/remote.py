@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from model_discovery.knowledge.types import KnowledgeConfig, Snippet
+from model_discovery.safe_io import write_text
 
 log = logging.getLogger("model_discovery.knowledge")
 
@@ -42,11 +43,7 @@ class JsonCache:
         return data.get("results")
 
     def put(self, namespace: str, key: str, results: list[dict]) -> None:
-        path = self._path(namespace, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "results": results}, indent=1))
-        tmp.replace(path)
+        write_text(self._path(namespace, key), json.dumps({"key": key, "results": results}, indent=1))
 
 
 class RemoteSearch(ABC):

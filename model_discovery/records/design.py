@@ -17,6 +17,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model_discovery.errors import one_line
+from model_discovery.safe_io import write_text
 
 Role = Literal["block", "mixer", "channel_mixer", "norm", "positional", "other"]
 ROLES: tuple[str, ...] = ("block", "mixer", "channel_mixer", "norm", "positional", "other")
@@ -150,12 +151,7 @@ class Design(BaseModel):
         return cls.from_json(text, origin=str(path))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
-        return path
+        return write_text(path, self.to_json())
 
 
 def walk_units(units: Mapping[str, UnitSpec], start: str) -> list[str]:
