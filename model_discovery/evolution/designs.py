@@ -85,7 +85,7 @@ class DesignsMixin(TreeStore):
     @staticmethod
     def _insert_design(s: Session, design: Design, *, fingerprint: str, status: str, operator: str,
                        references: Sequence[str], strict_references: bool, artefacts: Iterable[Artefact],
-                       created_at: float, generation: int | None) -> DesignRow:
+                       created_at: float) -> DesignRow:
         """Insert a design with its units, edges and artefacts (their design id set here) in ``s``."""
         if s.scalar(select(DesignRow.id).where(DesignRow.name == design.name)) is not None:
             raise DuplicateNameError(
@@ -106,8 +106,7 @@ class DesignsMixin(TreeStore):
                     raise UnknownDesignError(f"design {design.name!r}: reference {rname!r} is not in the tree")
                 continue  # e.g. a paper cited by the proposal
             ref_ids.append(rid)
-        if generation is None:
-            generation = 1 + max((p.generation for p in parent_rows), default=-1)
+        generation = 1 + max((p.generation for p in parent_rows), default=-1)
         row = DesignRow(name=design.name, fingerprint=fingerprint, design_json=design.to_json(indent=None),
                         status=status, created_at=created_at, summary=design.summary, operator=operator,
                         generation=generation, n_units=len(design.units), n_parents=len(parent_rows))
@@ -159,7 +158,7 @@ class DesignsMixin(TreeStore):
                     return self._records(s, [existing])[0]
                 row = self._insert_design(s, design, fingerprint=fingerprint, status=status, operator=operator,
                                           references=refs, strict_references=strict, artefacts=artefacts,
-                                          created_at=now, generation=None)
+                                          created_at=now)
                 return self._records(s, [row])[0]
         except IntegrityError:
             # A concurrent writer committed the same fingerprint (or name) first.
@@ -179,11 +178,6 @@ class DesignsMixin(TreeStore):
         with self._tx() as s:
             row = s.scalar(select(DesignRow).where(DesignRow.fingerprint == fingerprint))
             return self._records(s, [row])[0] if row is not None else None
-
-    def has_fingerprint(self, fingerprint: str) -> bool:
-        """Whether a design with that fingerprint is in the tree."""
-        with self._tx() as s:
-            return s.scalar(select(DesignRow.id).where(DesignRow.fingerprint == fingerprint)) is not None
 
     def has_design(self, name: str) -> bool:
         """Whether a design named ``name`` is in the tree."""
