@@ -6,9 +6,9 @@ import plotly.express as px
 import streamlit as st
 
 from model_discovery.app import common, tables
-from model_discovery.app.invented import show_origin
 from model_discovery.gau.library import seed_notes
-from model_discovery.records import DesignError
+from model_discovery.genome.display import genome_text, origin_line
+from model_discovery.records import DesignError, UnitSpec
 
 PICK = "design_pick"
 
@@ -31,6 +31,17 @@ def _attempts(tree, name: str) -> None:  # noqa: ANN001 - the page's EvolutionTr
             if a.error:
                 st.error(a.error)
             st.code(a.source, language="python", line_numbers=True)
+
+
+def _show_origin(spec: UnitSpec) -> None:
+    """Lineage line and genome of an invented unit (nothing for a catalogue or hand-written unit)."""
+    if spec.origin is None:
+        return
+    st.markdown(f"*{origin_line(spec)}*")
+    genome = genome_text(spec)
+    if genome is not None:
+        st.markdown("genome:")
+        st.code(genome, language="json")
 
 
 def _goto(name: str) -> None:
@@ -130,7 +141,7 @@ with tab_units:
     for uname in design.walk():
         unit = design.units[uname]
         with st.expander(f"{uname} · {unit.role}", expanded=uname == design.root):
-            show_origin(unit)
+            _show_origin(unit)
             if unit.hparams:
                 st.markdown("hparams: " + ", ".join(f"`{k}={v}`" for k, v in unit.hparams.items()))
             if unit.children:
