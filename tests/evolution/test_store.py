@@ -11,6 +11,7 @@ from sqlalchemy import event
 from model_discovery.evolution import DuplicateNameError, EvolutionTree, TreeError, UnknownDesignError
 from model_discovery.gau import Design
 from model_discovery.records import Proposal, Review
+from tests.evolution.integrity import integrity_problems
 
 
 def _proposal(parents: list[str], refs: list[str] = ()) -> Proposal:
@@ -37,7 +38,7 @@ def test_round_trip_of_every_record(tree: EvolutionTree, seed: Design, variant, 
         (revs[0], 4.0, True), (revs[1], 2.0, False)]
     (chk,) = tree.checks("gpt2")
     assert chk.passed and chk.seconds == 1.5 and chk.report["checks"] == {"forward": "ok"}
-    assert tree.integrity_problems() == []  # unit rows and parent edges mirror the stored JSON
+    assert integrity_problems(tree) == []  # unit rows and parent edges mirror the stored JSON
 
     res = tree.add_result("gpt2", "micro", {"val_loss": 4.1, "evals": {"piqa": 0.55}}, fitness=0.0)
     assert tree.results() == [res] and tree.get_design("gpt2").status == "verified"
@@ -82,7 +83,7 @@ def test_failure_mid_add_leaves_nothing(tree: EvolutionTree, seed: Design, varia
     # the same add then succeeds in full
     rec = tree.add_design(variant(seed, "doomed", ["gpt2"], 2), _proposal(["gpt2"]), [_review()],
                           {"passed": True, "seconds": 1.0})
-    assert rec.status == "checked" and len(tree.reviews("doomed")) == 1 and tree.integrity_problems() == []
+    assert rec.status == "checked" and len(tree.reviews("doomed")) == 1 and integrity_problems(tree) == []
 
 
 def test_bad_inputs_fail_cleanly(tree: EvolutionTree, seed: Design, variant) -> None:
