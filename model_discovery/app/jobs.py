@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -189,20 +190,14 @@ def stop_job(job_dir: Path, name: str, timeout_s: float = 10.0) -> JobStatus:
     pgid = status.pid  # the job leads its own session, so its pid is its group id
     procs = job_processes(pgid)
     folders = sandbox_folders(procs)
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     _wait_gone(pgid, procs, timeout_s)
     for proc in job_processes(pgid) + procs:  # late children too
-        try:
+        with suppress(psutil.Error):
             proc.kill()
-        except psutil.Error:
-            pass
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     _wait_gone(pgid, procs, 5.0)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)

@@ -27,6 +27,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -343,10 +344,8 @@ class BeakerRunner(Runner):
         return as_result(sub.job, record)
 
     def _cancel(self, sub: _Submitted) -> None:
-        try:
+        with suppress(Exception):  # best effort; the record says what happened
             self.client.workload.cancel(sub.workload)
-        except Exception:  # noqa: BLE001 - best effort; the record says what happened
-            pass
 
     def close(self) -> None:
         """Cancel experiments still pending; close the client connection."""

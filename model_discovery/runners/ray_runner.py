@@ -19,6 +19,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -264,10 +265,8 @@ class RayRunner(Runner):
             return
         for pending in self._pending.values():
             if pending.ref is not None:
-                try:
+                with suppress(Exception):  # best effort on the way out
                     ray.cancel(pending.ref, force=True)
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
         self._pending.clear()
         if self._started_ray:
             ray.shutdown()

@@ -26,6 +26,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import suppress
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -150,10 +151,8 @@ class Selector:
         counted = informative_tasks([r.result for r in same], self.config.fitness)
         values: dict[str, list[float]] = {}
         for res in same:
-            try:
+            with suppress(FitnessError):
                 values[res.design] = [fitness(m, base, self.config.fitness, counted) for m in per_seed(res.result)]
-            except FitnessError:
-                pass
         noise = self.rung_noise(list(values.values()))
         changed = 0
         for res in results:

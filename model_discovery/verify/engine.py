@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -249,10 +250,8 @@ def sandbox_warmup(threads: int = 1) -> None:
     """Import what :func:`sandbox_entry` needs before the sandbox locks down; use ``threads``."""
     torch.set_num_threads(max(1, int(threads)))
     for name in _EVAL_IMPORTS:  # third-party modules lm-eval may import; some may be absent
-        try:
+        with suppress(Exception):  # reported when sandbox_entry uses it
             _optional_module(name)
-        except Exception:  # noqa: BLE001 - reported when sandbox_entry uses it
-            pass
     _quiet_lm_eval()
 
 

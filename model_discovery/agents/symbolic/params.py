@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+from contextlib import suppress
 from typing import Any, Literal
 
 import torch
@@ -221,19 +222,15 @@ def unit_own_params(source: str, class_name: str, d_model: int, hparams: dict[st
     env: dict[str, Any] = {"d_model": d_model, "self.d_model": d_model, "self.max_seq_len": context_len, **hparams}
     for node in tree.body:  # module-level constants
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
+            with suppress(_Unknown, ArithmeticError, TypeError, ValueError):
                 env[node.targets[0].id] = _eval(node.value, env)
-            except (_Unknown, ArithmeticError, TypeError, ValueError):
-                pass
     return int(_run(init.body, env))
 
 
 def _count_expr(node: ast.AST, env: dict[str, Any]) -> int:
     if isinstance(node, ast.IfExp):
-        try:
+        with suppress(_Unknown, ArithmeticError, TypeError, ValueError):
             return _count_expr(node.body if _eval(node.test, env) else node.orelse, env)
-        except (_Unknown, ArithmeticError, TypeError, ValueError):
-            pass
     if isinstance(node, ast.Call):
         try:
             n = _layer_params(node, env)
