@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import plotly.express as px
 import streamlit as st
 
 from model_discovery.app import common, tables
@@ -169,20 +168,7 @@ with tab_train:
     for res in results:
         fit = "—" if res.fitness is None else f"{res.fitness:.4f}"
         st.subheader(f"{res.scale} · {res.status} · fitness {fit}")
-        metrics = tables.flatten_metrics(res.record)
-        shown = {k: metrics[k] for k in tables.PREFERRED_METRICS if k in metrics}
-        if shown:
-            cols = st.columns(len(shown))
-            for col, (k, v) in zip(cols, shown.items()):
-                col.metric(k, tables.human(v, k))
-        curves = tables.curves_frame(res.record)
-        if curves.empty:
-            st.caption("This result has no loss curves.")
-        else:
-            fig = px.line(curves, x="step", y="loss", color="curve", markers=True, hover_data=["tokens"],
-                          title=f"{name} @ {res.scale}: training and validation loss")
-            fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10})
-            st.plotly_chart(fig, width="stretch", key=f"curve-{res.scale}")
+        common.show_result(res.record, f"curve-{res.scale}", f"{name} @ {res.scale}: training and validation loss")
         if res.record.get("error"):
             st.error(res.record["error"])
         with st.expander("Result record"):
