@@ -76,11 +76,6 @@ class TokenData:
         return cls(tokenizer=tok, vocab_size=int(meta["vocab_size"]), eot_id=int(meta["eot_id"]),
                    path=path, **arrays)
 
-    def split(self, name: str) -> np.ndarray:
-        if name not in SPLITS:
-            raise DataError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
-        return getattr(self, name)
-
 
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
@@ -254,10 +249,7 @@ def _encode_to_file(tok: Tokenizer, docs: list[str], eot: int, path: Path) -> in
 
 def _build_tokens(config: DataConfig, vocab_size: int, corpus: Path, tmp: Path) -> None:
     docs = {s: corpus_documents(s, config, corpus.parent.parent) for s in SPLITS}
-    if config.hf_tokenizer:
-        tok = load_tokenizer(config.hf_tokenizer)
-    else:
-        tok = train_bpe(docs["train"], vocab_size)
+    tok = load_tokenizer(config.hf_tokenizer) if config.hf_tokenizer else train_bpe(docs["train"], vocab_size)
     actual = tok.get_vocab_size()
     if actual > MAX_UINT16_VOCAB:
         raise DataError(f"tokenizer {config.hf_tokenizer!r} has {actual} entries; uint16 token files "
