@@ -76,6 +76,11 @@ class TokenData:
         return cls(tokenizer=tok, vocab_size=int(meta["vocab_size"]), eot_id=int(meta["eot_id"]),
                    path=path, **arrays)
 
+    def split(self, name: str) -> np.ndarray:
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
 
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:

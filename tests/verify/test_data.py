@@ -57,7 +57,7 @@ def test_token_streams_are_uint16_memmaps_of_the_documents(tmp_path: Path) -> No
     meta = json.loads((data.path / "meta.json").read_text())
     assert data.vocab_size == 512 and data.tokenizer.get_vocab_size() == 512
     for split in SPLITS:
-        arr = getattr(data, split)
+        arr = data.split(split)
         assert isinstance(arr, np.memmap) and arr.dtype == np.uint16 and arr.ndim == 1
         assert arr.size == meta["tokens"][split] == (data.path / f"{split}.bin").stat().st_size // 2
         assert int(arr.max()) < data.vocab_size
@@ -67,7 +67,7 @@ def test_token_streams_are_uint16_memmaps_of_the_documents(tmp_path: Path) -> No
     end = int(np.argmax(data.val == data.eot_id))
     assert data.tokenizer.decode(data.val[:end].tolist()) == first
     with pytest.raises(DataError, match="unknown split"):
-        corpus_documents("dev", SMALL, tmp_path)
+        data.split("dev")
 
 
 def test_cache_is_reused_and_concurrent_builders_agree(tmp_path: Path) -> None:
