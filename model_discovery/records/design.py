@@ -175,14 +175,10 @@ def used_slots(source: str) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    slots: list[str] = []
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "build_child" and node.args
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            if node.args[0].value not in slots:
-                slots.append(node.args[0].value)
-    return slots
+    return list(dict.fromkeys(
+        node.args[0].value for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "build_child"
+        and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)))
 
 
 @lru_cache(maxsize=4096)

@@ -119,9 +119,7 @@ class RayRunner(Runner):
     def __init__(self, config: RayRunnerConfig | Mapping[str, Any] | None = None, *,
                  execute: Callable[[VerifyJob, Placement], Any] = execute_job, **fields: Any) -> None:
         if isinstance(config, RayRunnerConfig):
-            self.config = config.model_copy(update=fields) if fields else config
-            if fields:
-                self.config = RayRunnerConfig.parse(self.config.model_dump())
+            self.config = RayRunnerConfig.parse({**config.model_dump(), **fields}) if fields else config
         else:
             self.config = RayRunnerConfig.from_env(**{**dict(config or {}), **fields})
         self._execute = execute

@@ -223,10 +223,7 @@ class Selector:
     def _parent_estimates(self, tree: EvolutionTree, pool: Sequence[DesignRecord]) -> dict[str, Estimate | None]:
         est: dict[str, Estimate | None] = dict(self.estimates(tree))
         model = self.surrogate(tree)
-        for rec in pool:
-            if rec.name not in est:
-                est[rec.name] = self.prior(rec, model)
-        return est
+        return {**est, **{rec.name: self.prior(rec, model) for rec in pool if rec.name not in est}}
 
     def design_steps(self, tree: EvolutionTree) -> int:
         """Design steps so far, read from the tree (every non-seed design, whatever its status)."""

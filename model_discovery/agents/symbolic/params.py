@@ -71,9 +71,7 @@ def count_params(design: Design, scale: ScaleConfig, meta_build: bool = True) ->
 def meta_count(design: Design, scale: ScaleConfig) -> int:
     """Build ``design`` on the meta device in this process (trusted designs only) and count."""
     module = load_module(compile_design(design), name=f"gau_meta_{design.name.replace('-', '_')}")
-    with torch.device("meta"):
-        lm = module.build_lm(scale.d_model, scale.n_block, scale.vocab_size, scale.context_len)
-    return int(lm.num_params(non_embedding=True))
+    return _meta_params(module, scale)
 
 
 def sandbox_count(payload: dict[str, Any]) -> dict[str, Any]:
@@ -82,9 +80,14 @@ def sandbox_count(payload: dict[str, Any]) -> dict[str, Any]:
     scale = ScaleConfig.model_validate(payload["scale"])
     module = load_untrusted_module(compile_design(design), "gau_meta_count",
                                    tuple(DEFAULT_ALLOWED_IMPORTS) + _EXTRA_IMPORTS)
+    return {"n_params": _meta_params(module, scale)}
+
+
+def _meta_params(module: Any, scale: ScaleConfig) -> int:
+    """Non-embedding parameters of the LM ``module`` builds at ``scale`` on the meta device."""
     with torch.device("meta"):
         lm = module.build_lm(scale.d_model, scale.n_block, scale.vocab_size, scale.context_len)
-    return {"n_params": int(lm.num_params(non_embedding=True))}
+    return int(lm.num_params(non_embedding=True))
 
 
 # -- static model -----------------------------------------------------------------------------
@@ -147,10 +150,8 @@ def _eval(node: ast.AST, env: dict[str, Any]) -> Any:
         if type(node.ops[0]) in ops:
             return ops[type(node.ops[0])](left, right)
         raise _Unknown("compare")
-    if isinstance(node, ast.Call):
-        fname = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if fname in _FUNCS and not node.keywords:
-            return _FUNCS[fname](*[_eval(a, env) for a in node.args])
+    if isinstance(node, ast.Call) and _call_name(node) in _FUNCS and not node.keywords:
+        return _FUNCS[_call_name(node)](*[_eval(a, env) for a in node.args])
     raise _Unknown(type(node).__name__)
 
 
