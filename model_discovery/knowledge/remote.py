@@ -123,10 +123,7 @@ class ArxivSearch(RemoteSearch):
         client = arxiv.Client(page_size=max(1, min(k, 100)), delay_seconds=0.0, num_retries=0)
         client.query_url_format = self.config.arxiv_base_url.rstrip("?") + "?{}"
         search = arxiv.Search(query=query, max_results=k)
-        out: list[Snippet] = []
-        for rank, result in enumerate(client.results(search)):
-            year = f" ({result.published.year})" if getattr(result, "published", None) else ""
-            out.append(Snippet(source="arxiv", title=" ".join(result.title.split()) + year,
-                               text=" ".join(result.summary.split()), url=result.entry_id,
-                               score=1.0 / (1 + rank)))
-        return out
+        return [Snippet(source="arxiv", title=" ".join(result.title.split())
+                        + (f" ({result.published.year})" if getattr(result, "published", None) else ""),
+                        text=" ".join(result.summary.split()), url=result.entry_id, score=1.0 / (1 + rank))
+                for rank, result in enumerate(client.results(search))]
