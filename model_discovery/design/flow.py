@@ -92,10 +92,6 @@ class DesignFlow:
             state = self.graph.invoke({"goal": goal}, cfg)
         return self._outcome(thread_id, state)
 
-    def is_unfinished(self, thread_id: str) -> bool:
-        snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
-        return bool(snapshot.values) and bool(snapshot.next)
-
     def close(self) -> None:
         self._conn.close()
 

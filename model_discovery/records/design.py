@@ -127,9 +127,6 @@ class Design(BaseModel):
         """Unit names in depth-first order from the root (each once)."""
         return walk_units(self.units, self.root)
 
-    def units_by_role(self, role: str) -> list[str]:
-        return [n for n, u in self.units.items() if u.role == role]
-
     # -- persistence ------------------------------------------------------------------------
     def to_json(self, indent: int | None = 2) -> str:
         return self.model_dump_json(indent=indent)
