@@ -349,12 +349,8 @@ def redact_url(url: str) -> str:
 
 def BuildSystem(config: SystemConfig | dict[str, Any] | str | Path | None = None) -> DiscoverySystem:  # noqa: N802
     """Build a discovery system from a config object, a dict, a YAML path, or defaults."""
-    if config is None:
-        cfg = SystemConfig()
-    elif isinstance(config, SystemConfig):
-        cfg = config
-    elif isinstance(config, dict):
-        cfg = SystemConfig.parse(config)
-    else:
-        cfg = SystemConfig.load(config)
-    return DiscoverySystem(cfg)
+    if isinstance(config, dict):
+        config = SystemConfig.parse(config)
+    elif config is not None and not isinstance(config, SystemConfig):
+        config = SystemConfig.load(config)
+    return DiscoverySystem(config or SystemConfig())

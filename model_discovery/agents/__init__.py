@@ -8,19 +8,11 @@ live in :mod:`model_discovery.agents.types`, the symbolic (no-LLM) agents in
 
 from __future__ import annotations
 
-from model_discovery.agents.basic import ProposalPlanner, TemplateObserver
 from model_discovery.agents.factory import build_agent, build_agents
-from model_discovery.agents.llm import AnthropicChat, ChatBackend, ChatResponse, LLMError, OpenAIChat, make_backend
-from model_discovery.agents.roles import (LLMCoder, LLMObserver, LLMPlanner, LLMProposer, LLMReviewer,
-                                          static_unit_problems)
-from model_discovery.agents.spec import (AgentSpec, AgentSpecError, default_spec_dir, load_agent_spec,
-                                         load_agent_specs, resolve_provider)
-from model_discovery.agents.structured import ProposalDraft, StructuredOutputError, ask_structured, extract_json
-from model_discovery.agents.usage import PriceTable, UsageLedger, UsageRecord, UsageTotals
+from model_discovery.agents.llm import LLMError
+from model_discovery.agents.spec import AgentSpec, AgentSpecError, default_spec_dir, load_agent_spec, load_agent_specs
+from model_discovery.agents.structured import StructuredOutputError
+from model_discovery.agents.usage import UsageLedger
 
-__all__ = ["AgentSpec", "AgentSpecError", "default_spec_dir", "load_agent_spec", "load_agent_specs",
-           "resolve_provider", "PriceTable", "UsageLedger", "UsageRecord", "UsageTotals",
-           "ChatBackend", "ChatResponse", "OpenAIChat", "AnthropicChat", "LLMError", "make_backend",
-           "ask_structured", "extract_json", "StructuredOutputError", "ProposalDraft",
-           "LLMProposer", "LLMReviewer", "LLMPlanner", "LLMCoder", "LLMObserver", "static_unit_problems",
-           "ProposalPlanner", "TemplateObserver", "build_agent", "build_agents"]
+__all__ = ["AgentSpec", "AgentSpecError", "default_spec_dir", "load_agent_spec", "load_agent_specs", "UsageLedger",
+           "LLMError", "StructuredOutputError", "build_agent", "build_agents"]

@@ -78,9 +78,7 @@ class TemplateObserver:
 
 
 def _fmt(v: float, signed: bool = False) -> str:
-    v = float(v)
-    text = f"{v:+.4g}" if signed else f"{v:.4g}"
-    return text
+    return f"{float(v):+.4g}" if signed else f"{float(v):.4g}"
 
 
 class FallbackReviewer:

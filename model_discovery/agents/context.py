@@ -70,10 +70,8 @@ def reuse_section(proposal: Proposal, designs: list[Design]) -> str:
     if not names:
         return ""
     units = catalogue()
-    parts = ["# Catalogue units named for reuse (full source)"]
-    for n in names:
-        parts.append(f"## {n} [{units[n].role}]\n```python\n{units[n].source.strip()}\n```")
-    return "\n\n".join(parts)
+    return "\n\n".join(["# Catalogue units named for reuse (full source)"]
+                       + [f"## {n} [{units[n].role}]\n```python\n{units[n].source.strip()}\n```" for n in names])
 
 
 def _fitness(d: DesignDigest) -> str:

@@ -47,29 +47,23 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """Delay asked for by ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
     if not headers:
         return None
-    ms = headers.get("retry-after-ms")
-    if ms:
+    for key, per_second in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         try:
-            return max(0.0, float(ms) / 1000.0)
+            return max(0.0, float(headers.get(key) or "") / per_second)
         except ValueError:
             pass
     value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
     parsed = email.utils.parsedate_to_datetime(value) if value else None
-    if parsed is None:
-        return None
-    return max(0.0, parsed.timestamp() - time.time())
+    return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
 
 
 class ChatBackend(ABC):
-    """One role's connection to a chat model: ``chat(system, messages) -> ChatResponse``."""
+    """One role's connection to a chat model: ``chat(system, messages) -> ChatResponse``.
 
-    provider: str = ""
+    A subclass sets ``sdk`` (the provider's SDK module, whose exception types :meth:`_classify`
+    reads) and ``client``, and implements :meth:`_call`."""
+
+    sdk: Any
 
     def __init__(self, spec: AgentSpec, ledger: UsageLedger | None = None,
                  sleep: Callable[[float], None] = time.sleep, env: Mapping[str, str] | None = None) -> None:
@@ -87,9 +81,22 @@ class ChatBackend(ABC):
     def _call(self, system: str, messages: list[dict[str, str]]) -> ChatResponse:
         """One request; raises the SDK's exceptions."""
 
-    @abstractmethod
+    def _client_kwargs(self) -> dict[str, Any]:
+        """The SDK client's arguments: the spec's key, timeout and server; the SDK's own retries off."""
+        kwargs: dict[str, Any] = {"api_key": self.api_key, "timeout": self.spec.timeout_s, "max_retries": 0}
+        return {**kwargs, "base_url": self.spec.base_url} if self.spec.base_url else kwargs
+
     def _classify(self, exc: Exception) -> tuple[bool, Mapping[str, str] | None, str]:
-        """(retryable, response headers, one-line description) for an SDK exception."""
+        """(retryable, response headers, one-line description) for an exception of ``self.sdk``
+        (both SDKs name their timeout, connection and status errors alike)."""
+        if isinstance(exc, self.sdk.APITimeoutError):
+            return True, None, f"timeout after {self.spec.timeout_s}s"
+        if isinstance(exc, self.sdk.APIStatusError):
+            status = getattr(exc, "status_code", None)
+            headers = getattr(getattr(exc, "response", None), "headers", None)
+            retry = status is not None and (status in RETRYABLE_STATUS or status >= 500)
+            return retry, headers, _describe(exc, status)
+        return isinstance(exc, self.sdk.APIConnectionError), None, _describe(exc, None)
 
     # -- public -------------------------------------------------------------------------------
     def chat(self, system: str, messages: list[dict[str, str]], design: str | None = None) -> ChatResponse:
@@ -122,13 +129,6 @@ class ChatBackend(ABC):
         return resp
 
 
-def _status_error(exc: Any) -> tuple[int | None, Mapping[str, str] | None]:
-    status = getattr(exc, "status_code", None)
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) if response is not None else None
-    return status, headers
-
-
 def _describe(exc: Exception, status: int | None) -> str:
     msg = " ".join(str(getattr(exc, "message", None) or exc).split())[:300]
     return f"HTTP {status}: {msg}" if status else f"{type(exc).__name__}: {msg}"
@@ -142,15 +142,11 @@ class OpenAIChat(ChatBackend):
         super().__init__(spec, ledger, sleep, env)
         import openai
 
-        self._openai = openai
-        self.provider = spec.provider
+        self.sdk = openai
         #: OpenAI reasoning models take ``max_completion_tokens`` (not ``max_tokens``) and no temperature
         self.reasoning = spec.provider == "openai" and spec.model.startswith(REASONING_PREFIXES)
         self.completion_tokens = self.reasoning
-        kwargs: dict[str, Any] = {"api_key": self.api_key, "timeout": spec.timeout_s, "max_retries": 0}
-        if spec.base_url:
-            kwargs["base_url"] = spec.base_url
-        self.client = openai.OpenAI(**kwargs)
+        self.client = openai.OpenAI(**self._client_kwargs())
 
     def _call(self, system: str, messages: list[dict[str, str]]) -> ChatResponse:
         kwargs: dict[str, Any] = {"model": self.spec.model,
@@ -165,7 +161,7 @@ class OpenAIChat(ChatBackend):
             kwargs["response_format"] = {"type": "json_object"}
         try:
             out = self.client.chat.completions.create(**kwargs)
-        except self._openai.BadRequestError as exc:
+        except self.sdk.BadRequestError as exc:
             if self.completion_tokens or "max_completion_tokens" not in str(exc):
                 raise
             self.completion_tokens = True  # the server asked for the newer parameter: use it from now on
@@ -178,34 +174,17 @@ class OpenAIChat(ChatBackend):
                             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0))
 
-    def _classify(self, exc: Exception) -> tuple[bool, Mapping[str, str] | None, str]:
-        o = self._openai
-        if isinstance(exc, o.APITimeoutError):
-            return True, None, f"timeout after {self.spec.timeout_s}s"
-        if isinstance(exc, o.APIConnectionError):
-            return True, None, _describe(exc, None)
-        if isinstance(exc, o.APIStatusError):
-            status, headers = _status_error(exc)
-            retry = status is not None and (status in RETRYABLE_STATUS or status >= 500)
-            return retry, headers, _describe(exc, status)
-        return False, None, _describe(exc, None)
-
 
 class AnthropicChat(ChatBackend):
     """Messages API through ``anthropic.Anthropic``."""
-
-    provider = "anthropic"
 
     def __init__(self, spec: AgentSpec, ledger: UsageLedger | None = None,
                  sleep: Callable[[float], None] = time.sleep, env: Mapping[str, str] | None = None) -> None:
         super().__init__(spec, ledger, sleep, env)
         import anthropic
 
-        self._anthropic = anthropic
-        kwargs: dict[str, Any] = {"api_key": self.api_key, "timeout": spec.timeout_s, "max_retries": 0}
-        if spec.base_url:
-            kwargs["base_url"] = spec.base_url
-        self.client = anthropic.Anthropic(**kwargs)
+        self.sdk = anthropic
+        self.client = anthropic.Anthropic(**self._client_kwargs())
 
     def _call(self, system: str, messages: list[dict[str, str]]) -> ChatResponse:
         kwargs: dict[str, Any] = {"model": self.spec.model, "max_tokens": self.spec.max_tokens,
@@ -220,18 +199,6 @@ class AnthropicChat(ChatBackend):
         return ChatResponse(text=text, model=out.model or self.spec.model,
                             prompt_tokens=int(getattr(usage, "input_tokens", 0) or 0),
                             completion_tokens=int(getattr(usage, "output_tokens", 0) or 0))
-
-    def _classify(self, exc: Exception) -> tuple[bool, Mapping[str, str] | None, str]:
-        a = self._anthropic
-        if isinstance(exc, a.APITimeoutError):
-            return True, None, f"timeout after {self.spec.timeout_s}s"
-        if isinstance(exc, a.APIConnectionError):
-            return True, None, _describe(exc, None)
-        if isinstance(exc, a.APIStatusError):
-            status, headers = _status_error(exc)
-            retry = status is not None and (status in RETRYABLE_STATUS or status >= 500)
-            return retry, headers, _describe(exc, status)
-        return False, None, _describe(exc, None)
 
 
 def make_backend(spec: AgentSpec, ledger: UsageLedger | None = None,

@@ -69,10 +69,8 @@ class LLMProposer(LLMAgent):
             seen = {n for d in parents for n in d.units}
             parts += ["# Reference designs (for ideas; units may be borrowed; source of units the parents lack)"]
             parts += [render_design(d, only=set(d.units) - seen) for d in references]
-        parts.append(catalogue_section())
-        parts.append(rung_section(ctx.scale))
-        parts.append(neighbours_section(ctx.neighbours))
-        parts.append(results_section(ctx.results))
+        parts += [catalogue_section(), rung_section(ctx.scale), neighbours_section(ctx.neighbours),
+                  results_section(ctx.results)]
         if snippets:
             parts += ["# Literature and library notes", render_knowledge(snippets)]
         parts.append("# Task\nPropose one change to the parent design(s).")
@@ -116,9 +114,9 @@ class LLMProposer(LLMAgent):
         """The current turn of a refinement round: the last review, and the source of catalogue
         units the last proposal named for reuse."""
         last = feedback[len(previous) - 1: len(previous)] or feedback[-1:]
-        parts = ["# Reviewer feedback on your previous proposal (address it)", render_reviews(last)]
-        parts.append(reuse_section(previous[-1], designs))
-        parts.append("# Task\nRevise the proposal: keep what the reviewer liked, fix what it criticised.")
+        parts = ["# Reviewer feedback on your previous proposal (address it)", render_reviews(last),
+                 reuse_section(previous[-1], designs),
+                 "# Task\nRevise the proposal: keep what the reviewer liked, fix what it criticised."]
         return "\n\n".join(p for p in parts if p)
 
 
@@ -139,11 +137,9 @@ class LLMReviewer(LLMAgent):
             if fp in context.known_fingerprints:
                 parts.append(f"NOTE: this candidate (fingerprint {fp}) is identical to a design "
                              "already in the tree; it is not novel.")
-        parts.append(neighbours_section(context.neighbours))
-        parts.append(results_section(context.results))
+        parts += [neighbours_section(context.neighbours), results_section(context.results)]
         if context.scale is not None:
-            s = context.scale
-            parts.append(f"# Target scale\n{s.model_dump_json()}")
+            parts.append(f"# Target scale\n{context.scale.model_dump_json()}")
         if snippets:
             parts += ["# Literature and library notes", render_knowledge(snippets)]
         parts.append("# Task\nReview the proposal.")

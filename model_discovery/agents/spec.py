@@ -35,7 +35,6 @@ DEFAULT_KEY_ENV: dict[str, str] = {"openai": "OPENAI_API_KEY", "anthropic": "ANT
                                    "openai_compatible": "OPENAI_API_KEY"}
 #: hosts of the providers' own APIs: the only ones the default key variables are sent to
 OFFICIAL_HOSTS: dict[str, tuple[str, ...]] = {"openai": ("api.openai.com",), "anthropic": ("api.anthropic.com",)}
-ROLES_IN_ORDER: tuple[str, ...] = ("proposer", "reviewer", "planner", "coder", "observer")
 
 
 class AgentSpecError(ValueError):

@@ -15,10 +15,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from model_discovery.errors import field_error
+from model_discovery.records.config_file import ConfigFile
+from model_discovery.safe_io import write_text
 
 #: file of a run directory that holds every LLM call of the run (a JSON list; a resumed run appends)
 USAGE_FILE = "usage.json"
@@ -38,25 +41,17 @@ class ModelPrice(BaseModel):
     completion_per_mtok: float = Field(ge=0)
 
 
-class PriceTable(BaseModel):
+class PriceTable(ConfigFile):
     """Model name (or name prefix) -> price. Unknown models cost 0 and are reported unpriced."""
 
+    config_kind: ClassVar[str] = "price table"
     model_config = ConfigDict(extra="forbid")
     models: dict[str, ModelPrice] = Field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "PriceTable":
-        path = Path(path) if path is not None else default_price_file()
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read price table: {exc.strerror or exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from exc
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ValueError(f"{path}: {field_error(exc)}") from exc
+        """The table of ``path`` (default: the shipped one); :class:`ConfigError` names the file."""
+        return super().load(path if path is not None else default_price_file())
 
     def price(self, model: str) -> ModelPrice | None:
         """Exact match first, then the longest matching prefix (``gpt-4o`` prices ``gpt-4o-2024-08-06``)."""
@@ -143,7 +138,7 @@ class UsageLedger:
 
     def guard(self) -> None:
         """Raise :class:`BudgetExceeded` when the budget is spent."""
-        problem = self.budget.exceeded(self.total())
+        problem = self.exceeded()
         if problem:
             raise BudgetExceeded(problem)
 
@@ -216,12 +211,7 @@ class UsageLedger:
 
     def save(self, path: str | Path) -> Path:
         """Write all records as a JSON list (atomically: a reader never sees half a file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps([r.model_dump() for r in self.records], indent=1))
-        tmp.replace(path)
-        return path
+        return write_text(path, json.dumps([r.model_dump() for r in self.records], indent=1))
 
     def load(self, path: str | Path) -> int:
         """Append the records of a file :meth:`save` wrote (a resumed run keeps its spending);

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import plotly.express as px
 import streamlit as st
 import yaml
 
@@ -159,6 +160,21 @@ def designs_or_stop() -> tuple[str, EvolutionTree, list[str]]:
         no_designs_yet()
         st.stop()
     return url, tree, names  # type: ignore[return-value]
+
+
+def show_result(record: dict[str, Any], key: str, title: str | None = None, height: int = 360) -> None:
+    """A result record's headline metrics in a row, then its training and validation loss curves."""
+    metrics = tables.flatten_metrics(record)
+    shown = {k: metrics[k] for k in tables.PREFERRED_METRICS if k in metrics}
+    for col, (k, v) in zip(st.columns(len(shown)) if shown else [], shown.items()):
+        col.metric(k, tables.human(v, k))
+    curves = tables.curves_frame(record)
+    if curves.empty:
+        st.caption("This result has no loss curves.")
+        return
+    fig = px.line(curves, x="step", y="loss", color="curve", markers=True, hover_data=["tokens"], title=title)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40 if title else 20, "b": 10})
+    st.plotly_chart(fig, width="stretch", key=key)
 
 
 def open_design(name: str) -> None:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_discovery.evolution import EvolutionTree
+from model_discovery.safe_io import write_text
 
 #: name prefixes of a sandbox's temporary folders (model_discovery.check.sandbox)
 SANDBOX_CONTROL_PREFIX = "modis-sbx-ctl-"
@@ -95,9 +97,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2))
 
 
 def start_job(job_dir: Path, name: str, args: list[str], *, meta: dict[str, Any] | None = None,
@@ -190,20 +190,14 @@ def stop_job(job_dir: Path, name: str, timeout_s: float = 10.0) -> JobStatus:
     pgid = status.pid  # the job leads its own session, so its pid is its group id
     procs = job_processes(pgid)
     folders = sandbox_folders(procs)
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     _wait_gone(pgid, procs, timeout_s)
     for proc in job_processes(pgid) + procs:  # late children too
-        try:
+        with suppress(psutil.Error):
             proc.kill()
-        except psutil.Error:
-            pass
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     _wait_gone(pgid, procs, 5.0)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)

@@ -41,9 +41,7 @@ def flatten_metrics(record: Mapping[str, Any], prefix: str = "", depth: int = 2)
         if key in _SKIP_KEYS:
             continue
         name = f"{prefix}{key}"
-        if isinstance(value, bool):
-            out[name] = float(value)
-        elif isinstance(value, (int, float)):
+        if isinstance(value, (int, float)):  # booleans too
             out[name] = float(value)
         elif isinstance(value, Mapping) and depth > 1:
             out.update(flatten_metrics(value, f"{name}.", depth - 1))

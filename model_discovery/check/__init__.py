@@ -11,8 +11,8 @@ from model_discovery.check.channel import SandboxViolation
 from model_discovery.check.checks import ReferenceFigures, check_command, reference_figures, run_checks, static_checks
 from model_discovery.check.report import format_report
 from model_discovery.check.sandbox import SandboxLimits, SandboxOutcome, run_sandboxed
-from model_discovery.records import CheckConfig, CheckReport, CheckResult
+from model_discovery.records import CheckConfig, CheckReport
 
 __all__ = ["run_checks", "static_checks", "check_command", "format_report", "reference_figures",
-           "ReferenceFigures", "CheckConfig", "CheckReport", "CheckResult", "SandboxLimits", "SandboxOutcome",
+           "ReferenceFigures", "CheckConfig", "CheckReport", "SandboxLimits", "SandboxOutcome",
            "SandboxViolation", "run_sandboxed"]

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -261,13 +262,11 @@ def reference_figures(scale: ScaleConfig, limits: SandboxLimits | None = None, c
         return _REFERENCE_CACHE[key]
     path = Path(cache_dir) / f"check_reference_{scale.name}.json" if cache_dir else None
     if path is not None and path.exists():
-        try:
+        with suppress(ValueError):
             ref = ReferenceFigures.model_validate_json(path.read_text())
             if ref.fingerprint == key[1]:
                 _REFERENCE_CACHE[key] = ref
                 return ref
-        except ValueError:
-            pass
     source = compile_design(seed)
     results, outcome = run_dynamic(seed, source, scale, limits or SandboxLimits(), config or CheckConfig(),
                                    only=["speed_memory"], cache_dir=None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import suppress
 from typing import Any, Callable
 
 import numpy as np
@@ -79,11 +80,9 @@ def _saved_bytes(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        try:
+        with suppress(Exception):  # e.g. tensors without storage
             st = t.untyped_storage()
             seen[st.data_ptr()] = st.nbytes()
-        except Exception:  # noqa: BLE001 - e.g. tensors without storage
-            pass
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

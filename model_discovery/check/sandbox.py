@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 import types
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -188,10 +189,8 @@ def _group_rss(proc: psutil.Process) -> int:
     except psutil.Error:
         return 0
     for p in procs:
-        try:
+        with suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -216,10 +215,8 @@ def _dir_bytes(root: Path) -> int:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def live_sandboxes() -> list[int]:
@@ -459,9 +456,7 @@ def run_sandboxed(target: str, payload: dict[str, Any], limits: SandboxLimits | 
                 _LIVE.discard(proc.pid)
         for fd in (read_fd, write_fd):
             if fd >= 0:
-                try:
+                with suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         shutil.rmtree(control, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)

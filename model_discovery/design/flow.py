@@ -39,6 +39,7 @@ from model_discovery.design.state import DesignOutcome, FlowConfig, FlowState
 from model_discovery.gau.scales import get_scale
 from model_discovery.records import (CheckReport, CoderContext, Design, Proposal, ProposalContext, Review, ReviewContext,
                                      UnitAttempt, UnitImplementation, UnitPlan, UnitSpec)
+from model_discovery.records.design import walk_units
 
 CheckFn = Callable[[Design, str], Any]
 
@@ -90,10 +91,6 @@ class DesignFlow:
         else:
             state = self.graph.invoke({"goal": goal}, cfg)
         return self._outcome(thread_id, state)
-
-    def is_unfinished(self, thread_id: str) -> bool:
-        snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
-        return bool(snapshot.values) and bool(snapshot.next)
 
     def close(self) -> None:
         self._conn.close()
@@ -360,16 +357,8 @@ def _children_first(units: list[UnitPlan]) -> list[UnitPlan]:
 
 def _prune(draft: dict[str, Any]) -> dict[str, Any]:
     """Drop units no longer reachable from the root (e.g. ones a new unit replaced)."""
-    units = draft.get("units", {})
-    seen: set[str] = set()
-    stack = [draft.get("root")]
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in units:
-            continue
-        seen.add(name)
-        stack.extend(units[name].get("children", {}).values())
-    return {**draft, "units": {n: u for n, u in units.items() if n in seen}}
+    seen = set(walk_units(_construct(draft)["units"], draft.get("root", "")))
+    return {**draft, "units": {n: u for n, u in draft.get("units", {}).items() if n in seen}}
 
 
 def _culprit(error: str, plan: list[UnitPlan], draft: dict[str, Any]) -> UnitPlan:

@@ -3,11 +3,7 @@ design, its units, lineage, proposal, reviews, check reports, verification resul
 
 from model_discovery.evolution.tree import (DuplicateNameError, EvolutionTree, TreeError, UnknownDesignError,
                                             database_url, source_hash)
-from model_discovery.records import (STATUSES, CheckRecord, DesignRecord, EdgeRecord, Graph, GraphNode,
-                                     LeaderboardRow, LeaseRecord, Lineage, ProposalRecord, ResultRecord,
-                                     ReviewRecord, TreeStats)
+from model_discovery.records import DesignRecord, Graph, LeaderboardRow, ResultRecord
 
 __all__ = ["EvolutionTree", "TreeError", "UnknownDesignError", "DuplicateNameError", "database_url",
-           "source_hash", "STATUSES", "DesignRecord", "EdgeRecord",
-           "ProposalRecord", "ReviewRecord", "CheckRecord", "ResultRecord", "LeaseRecord",
-           "LeaderboardRow", "Lineage", "Graph", "GraphNode", "TreeStats"]
+           "source_hash", "DesignRecord", "ResultRecord", "LeaderboardRow", "Graph"]

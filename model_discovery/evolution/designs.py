@@ -4,7 +4,7 @@
   report, or not at all; its parents must be in the tree already (a design with none is a seed).
 * Adding is idempotent on the fingerprint, so a run killed at any point (even with SIGKILL)
   resumes by simply redoing its last step; a taken name is a :class:`DuplicateNameError`.
-* Units and parent edges mirror the stored design JSON (:meth:`DesignsMixin.integrity_problems`).
+* Units and parent edges mirror the stored design JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from model_discovery.evolution.schema import CheckRow, DesignRow, EdgeRow, ProposalRow, ReviewRow, UnitRow
 from model_discovery.evolution.store import (DuplicateNameError, TreeError, TreeStore, UnknownDesignError, _dt,
-                                             _jsonable, _now, _pairs, source_hash)
+                                             _jsonable, _now, source_hash)
 from model_discovery.records import (STATUSES, CheckRecord, Design, DesignRecord, Proposal, ProposalRecord, Review,
                                      ReviewRecord)
 
@@ -85,7 +85,7 @@ class DesignsMixin(TreeStore):
     @staticmethod
     def _insert_design(s: Session, design: Design, *, fingerprint: str, status: str, operator: str,
                        references: Sequence[str], strict_references: bool, artefacts: Iterable[Artefact],
-                       created_at: float, generation: int | None) -> DesignRow:
+                       created_at: float) -> DesignRow:
         """Insert a design with its units, edges and artefacts (their design id set here) in ``s``."""
         if s.scalar(select(DesignRow.id).where(DesignRow.name == design.name)) is not None:
             raise DuplicateNameError(
@@ -106,8 +106,7 @@ class DesignsMixin(TreeStore):
                     raise UnknownDesignError(f"design {design.name!r}: reference {rname!r} is not in the tree")
                 continue  # e.g. a paper cited by the proposal
             ref_ids.append(rid)
-        if generation is None:
-            generation = 1 + max((p.generation for p in parent_rows), default=-1)
+        generation = 1 + max((p.generation for p in parent_rows), default=-1)
         row = DesignRow(name=design.name, fingerprint=fingerprint, design_json=design.to_json(indent=None),
                         status=status, created_at=created_at, summary=design.summary, operator=operator,
                         generation=generation, n_units=len(design.units), n_parents=len(parent_rows))
@@ -159,7 +158,7 @@ class DesignsMixin(TreeStore):
                     return self._records(s, [existing])[0]
                 row = self._insert_design(s, design, fingerprint=fingerprint, status=status, operator=operator,
                                           references=refs, strict_references=strict, artefacts=artefacts,
-                                          created_at=now, generation=None)
+                                          created_at=now)
                 return self._records(s, [row])[0]
         except IntegrityError:
             # A concurrent writer committed the same fingerprint (or name) first.
@@ -179,11 +178,6 @@ class DesignsMixin(TreeStore):
         with self._tx() as s:
             row = s.scalar(select(DesignRow).where(DesignRow.fingerprint == fingerprint))
             return self._records(s, [row])[0] if row is not None else None
-
-    def has_fingerprint(self, fingerprint: str) -> bool:
-        """Whether a design with that fingerprint is in the tree."""
-        with self._tx() as s:
-            return s.scalar(select(DesignRow.id).where(DesignRow.fingerprint == fingerprint)) is not None
 
     def has_design(self, name: str) -> bool:
         """Whether a design named ``name`` is in the tree."""
@@ -253,27 +247,3 @@ class DesignsMixin(TreeStore):
             rows = self._artefacts(s, CheckRow, self._id(s, name))
             return [CheckRecord(design=name, report=json.loads(r.data), passed=r.passed, seconds=r.seconds,
                                 created_at=_dt(r.created_at)) for r in rows]
-
-    def integrity_problems(self) -> list[str]:
-        """Inconsistencies between stored designs and their units/edges (empty when sound)."""
-        problems: list[str] = []
-        with self._tx() as s:
-            names = _pairs(s.execute(select(DesignRow.id, DesignRow.name)))
-            units: dict[int, dict[str, tuple[str, str]]] = defaultdict(dict)
-            for did, n, role, h in s.execute(select(UnitRow.design_id, UnitRow.name, UnitRow.role, UnitRow.source_hash)):
-                units[did][n] = (role, h)
-            parents: dict[int, set[str]] = defaultdict(set)
-            for c, p in s.execute(select(EdgeRow.child_id, EdgeRow.parent_id).where(EdgeRow.kind == "parent")):
-                parents[c].add(names.get(p, f"<missing id {p}>"))
-            for row in s.scalars(select(DesignRow).order_by(DesignRow.id)):
-                design = Design.model_validate_json(row.design_json)
-                if design.name != row.name:
-                    problems.append(f"design {row.name!r}: stored JSON is named {design.name!r}")
-                if design.fingerprint() != row.fingerprint:
-                    problems.append(f"design {row.name!r}: fingerprint does not match its JSON")
-                want = {n: (u.role, source_hash(u.source)) for n, u in design.units.items()}
-                if units[row.id] != want:
-                    problems.append(f"design {row.name!r}: units rows {sorted(units[row.id])} != design units {sorted(want)}")
-                if parents[row.id] != set(design.parents) or row.n_parents != len(set(design.parents)):
-                    problems.append(f"design {row.name!r}: parent edges {sorted(parents[row.id])} != {sorted(design.parents)}")
-        return problems

@@ -1,9 +1,7 @@
-"""Export and import of a whole tree as JSON Lines, one record a line tagged by ``kind``.
+"""Export of a whole tree as JSON Lines, one record a line tagged by ``kind``.
 
-* An export is one read transaction, written to a temporary file renamed into place: a 'meta'
-  line, the designs in insertion order (parents before children), the results, the budgets.
-* An import is idempotent: designs already present (same fingerprint) are skipped, the others
-  added one transaction each with their stored times, results upserted, budgets set.
+An export is one read transaction, written to a temporary file renamed into place: a 'meta'
+line, the designs in insertion order (parents before children), the results, the budgets.
 """
 
 from __future__ import annotations
@@ -13,15 +11,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from model_discovery.evolution.designs import Artefact, DesignsMixin
-from model_discovery.evolution.leases import LeasesMixin
-from model_discovery.evolution.results import ResultsMixin
 from model_discovery.evolution.schema import (SCHEMA_VERSION, BudgetRow, CheckRow, DesignRow, EdgeRow, ProposalRow,
                                               ResultRow, ReviewRow)
-from model_discovery.evolution.store import TreeError, _pairs
-from model_discovery.records import Design
+from model_discovery.evolution.store import _pairs
 
 #: what an exported design carries besides its row: (key, table, columns besides the JSON ``data``)
 _ARTEFACTS: tuple[tuple[str, type[Artefact], tuple[str, ...]], ...] = (
@@ -30,8 +24,8 @@ _ARTEFACTS: tuple[tuple[str, type[Artefact], tuple[str, ...]], ...] = (
     ("checks", CheckRow, ("passed", "seconds", "created_at")))
 
 
-class ExportMixin(DesignsMixin, ResultsMixin, LeasesMixin):
-    """Writing the tree to a JSONL file and loading one back (built on designs, results, budgets)."""
+class ExportMixin(DesignsMixin):
+    """Writing the tree to a JSONL file: designs with their artefacts, results, budgets."""
 
     def export(self, path: str | Path) -> int:
         """Write the whole tree as JSON Lines (designs in insertion order, then results, budgets).
@@ -67,48 +61,3 @@ class ExportMixin(DesignsMixin, ResultsMixin, LeasesMixin):
                 fh.write(json.dumps({"kind": "budget", "scale": b.scale, "limit": b.limit}) + "\n")
         tmp.replace(path)
         return n
-
-    def import_(self, path: str | Path) -> int:
-        """Load a JSONL export; designs already present (same fingerprint) are skipped.
-
-        Returns the number of designs added. Results are upserted, budgets set.
-        """
-        path = Path(path)
-        added = 0
-        try:
-            lines = path.read_text().splitlines()
-        except OSError as exc:
-            raise TreeError(f"{path}: cannot read tree export: {exc.strerror}") from None
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                kind = item["kind"]
-            except (ValueError, KeyError, TypeError):
-                raise TreeError(f"{path}:{lineno}: not a tree export line") from None
-            if kind == "design":
-                design = Design.model_validate(item["design"])
-                fp = design.fingerprint()
-                try:
-                    with self._tx(write=True) as s:
-                        if s.scalar(select(DesignRow.id).where(DesignRow.fingerprint == fp)) is not None:
-                            continue
-                        artefacts = [table(data=json.dumps(a["data"], sort_keys=True), **{c: a[c] for c in columns})
-                                     for key, table, columns in _ARTEFACTS for a in item[key]]
-                        self._insert_design(s, design, fingerprint=fp, status=item["status"], operator=item["operator"],
-                                            references=item.get("references", []), strict_references=False,
-                                            artefacts=artefacts, created_at=item["created_at"],
-                                            generation=item["generation"])
-                    added += 1
-                except IntegrityError:
-                    if not self.has_fingerprint(fp):
-                        raise TreeError(f"{path}:{lineno}: design {design.name!r} conflicts with the tree") from None
-            elif kind == "result":
-                self.add_result(item["design"], item["scale"], item["record"], item["fitness"], item["status"],
-                                fitness_se=item.get("fitness_se"), seeds=item.get("seeds", 1))
-            elif kind == "budget":
-                self.set_budget(item["scale"], item["limit"])
-            elif kind != "meta":
-                raise TreeError(f"{path}:{lineno}: unknown record kind {kind!r}")
-        return added

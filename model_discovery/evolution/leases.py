@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -33,11 +35,9 @@ class LeasesMixin(TreeStore):
     def _lock_budget(s: Session, scale: str) -> BudgetRow:
         row = s.scalar(select(BudgetRow).where(BudgetRow.scale == scale).with_for_update())
         if row is None:
-            try:
+            with suppress(IntegrityError):
                 with s.begin_nested():
                     s.add(BudgetRow(scale=scale, limit=None))
-            except IntegrityError:
-                pass
             row = s.scalar(select(BudgetRow).where(BudgetRow.scale == scale).with_for_update())
         assert row is not None
         return row

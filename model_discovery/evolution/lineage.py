@@ -58,16 +58,6 @@ class LineageMixin(TreeStore):
              .group_by(DesignRow.id, DesignRow.name).order_by(func.min(closure.c.depth), DesignRow.id))
         return [(i, n, int(d)) for i, n, d in s.execute(q)]
 
-    def ancestors(self, name: str) -> list[str]:
-        """Every ancestor through parent edges, nearest first (seeds last)."""
-        with self._tx() as s:
-            return [n for _, n, _ in self._closure(s, self._id(s, name), up=True)]
-
-    def descendants(self, name: str) -> list[str]:
-        """Every descendant through parent edges, nearest first."""
-        with self._tx() as s:
-            return [n for _, n, _ in self._closure(s, self._id(s, name), up=False)]
-
     def lineage(self, name: str) -> Lineage:
         """The design, its ancestors and descendants, and the parent edges between them."""
         with self._tx() as s:

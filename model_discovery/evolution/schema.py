@@ -54,35 +54,31 @@ class EdgeRow(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # 'parent' | 'reference'
 
 
-class ProposalRow(Base):
+class _DesignArtefact:
+    """Columns of a JSON artefact stored with a design (its proposal, reviews, checks, attempts)."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    design_id: Mapped[int] = mapped_column(ForeignKey("designs.id", ondelete="CASCADE"), index=True)
+    data: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class ProposalRow(_DesignArtefact, Base):
     __tablename__ = "proposals"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    design_id: Mapped[int] = mapped_column(ForeignKey("designs.id", ondelete="CASCADE"), index=True)
-    data: Mapped[str] = mapped_column(Text, nullable=False)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
 
-
-class ReviewRow(Base):
+class ReviewRow(_DesignArtefact, Base):
     __tablename__ = "reviews"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    design_id: Mapped[int] = mapped_column(ForeignKey("designs.id", ondelete="CASCADE"), index=True)
-    data: Mapped[str] = mapped_column(Text, nullable=False)
     rating: Mapped[float] = mapped_column(Float, nullable=False)
     accept: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
 
 
-class CheckRow(Base):
+class CheckRow(_DesignArtefact, Base):
     __tablename__ = "checks"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    design_id: Mapped[int] = mapped_column(ForeignKey("designs.id", ondelete="CASCADE"), index=True)
-    data: Mapped[str] = mapped_column(Text, nullable=False)
     passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
     seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
 
 
 class ResultRow(Base):
@@ -134,15 +130,11 @@ class MetaRow(Base):
     value: Mapped[str] = mapped_column(Text, nullable=False)
 
 
-class AttemptRow(Base):
+class AttemptRow(_DesignArtefact, Base):
     """One version of a unit the coder wrote for a design: its source, the check error that
     rejected it ('' for the version that was kept) and the coder's rationale."""
 
     __tablename__ = "attempts"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    design_id: Mapped[int] = mapped_column(ForeignKey("designs.id", ondelete="CASCADE"), index=True)
     unit: Mapped[str] = mapped_column(String(200), nullable=False)
     attempt: Mapped[int] = mapped_column(Integer, nullable=False)
-    data: Mapped[str] = mapped_column(Text, nullable=False)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)

@@ -62,14 +62,16 @@ class SeedFile(BaseModel):
     units: dict[str, SeedUnitEntry]
 
 
-def _defaults(cls_node: ast.ClassDef) -> dict[str, HParam]:
+def class_init_defaults(cls_node: ast.ClassDef) -> dict[str, HParam]:
+    """Literal keyword defaults of the class's ``__init__``: its hyperparameters (``d_model``,
+    ``block_loc``, ``ctx`` and ``None`` defaults excluded)."""
     for node in cls_node.body:
         if isinstance(node, ast.FunctionDef) and node.name == "__init__":
             args = node.args
             out: dict[str, HParam] = {}
             pos = args.args[len(args.args) - len(args.defaults):]
             for arg, default in list(zip(pos, args.defaults)) + list(zip(args.kwonlyargs, args.kw_defaults)):
-                if arg.arg == "ctx" or default is None:
+                if arg.arg in ("d_model", "block_loc", "ctx") or default is None:
                     continue
                 if isinstance(default, ast.Constant) and isinstance(default.value, (bool, int, float, str)):
                     out[arg.arg] = default.value
@@ -93,7 +95,7 @@ def parse_unit_file(path: Path) -> CatalogueUnit:
 
     doc = (ast.get_docstring(tree) or ast.get_docstring(cls) or "").strip()
     return CatalogueUnit(name=name, role=role, path=path, source=source, slots=used_slots(source),
-                         defaults=_defaults(cls), doc=doc)
+                         defaults=class_init_defaults(cls), doc=doc)
 
 
 @lru_cache(maxsize=4)

@@ -54,12 +54,3 @@ def parse_genome(source: str, strict: bool = True) -> MixerGenome | ChannelGenom
     if strict and normalise_source(generate(genome, name)) != normalise_source(source):
         raise GenomeParseError(f"unit {name}: its code differs from what its GENOME generates (edited by hand?)")
     return genome
-
-
-def has_genome(source: str) -> bool:
-    """Whether ``source`` is an unedited generated unit."""
-    try:
-        parse_genome(source)
-    except GenomeParseError:
-        return False
-    return True

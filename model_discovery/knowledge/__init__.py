@@ -3,8 +3,6 @@ BM25 search over the seed library's paper notes and unit sources."""
 
 from model_discovery.knowledge.engine import KnowledgeEngine
 from model_discovery.knowledge.library_index import BM25, LibraryIndex, tokenize
-from model_discovery.knowledge.remote import ArxivSearch, JsonCache, SemanticScholarSearch
-from model_discovery.knowledge.types import ALL_SOURCES, KnowledgeConfig, Snippet
+from model_discovery.knowledge.types import ALL_SOURCES, KnowledgeConfig
 
-__all__ = ["KnowledgeEngine", "KnowledgeConfig", "Snippet", "ALL_SOURCES", "LibraryIndex", "BM25",
-           "tokenize", "JsonCache", "ArxivSearch", "SemanticScholarSearch"]
+__all__ = ["KnowledgeEngine", "KnowledgeConfig", "ALL_SOURCES", "LibraryIndex", "BM25", "tokenize"]

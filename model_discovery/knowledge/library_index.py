@@ -40,22 +40,15 @@ class BM25:
         self.tf = [Counter(d) for d in docs]
         self.len = [len(d) for d in docs]
         self.avgdl = (sum(self.len) / len(docs)) if docs else 0.0
-        df: Counter[str] = Counter()
-        for d in docs:
-            df.update(set(d))
+        df = Counter(t for d in docs for t in set(d))
         n = len(docs)
         self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
 
     def scores(self, query: list[str]) -> list[float]:
-        out = []
-        for tf, dl in zip(self.tf, self.len):
-            s = 0.0
-            for t in query:
-                f = tf.get(t, 0)
-                if f:
-                    s += self.idf[t] * f * (self.k1 + 1) / (f + self.k1 * (1 - self.b + self.b * dl / (self.avgdl or 1)))
-            out.append(s)
-        return out
+        norm = self.avgdl or 1
+        return [sum((self.idf[t] * tf[t] * (self.k1 + 1) / (tf[t] + self.k1 * (1 - self.b + self.b * dl / norm))
+                     for t in query if tf.get(t, 0)), 0.0)
+                for tf, dl in zip(self.tf, self.len)]
 
 
 def _note_documents(root: Path) -> list[Document]:

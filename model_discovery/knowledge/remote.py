@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from model_discovery.knowledge.types import KnowledgeConfig, Snippet
+from model_discovery.safe_io import write_text
 
 log = logging.getLogger("model_discovery.knowledge")
 
@@ -42,11 +43,7 @@ class JsonCache:
         return data.get("results")
 
     def put(self, namespace: str, key: str, results: list[dict]) -> None:
-        path = self._path(namespace, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "results": results}, indent=1))
-        tmp.replace(path)
+        write_text(self._path(namespace, key), json.dumps({"key": key, "results": results}, indent=1))
 
 
 class RemoteSearch(ABC):
@@ -126,10 +123,7 @@ class ArxivSearch(RemoteSearch):
         client = arxiv.Client(page_size=max(1, min(k, 100)), delay_seconds=0.0, num_retries=0)
         client.query_url_format = self.config.arxiv_base_url.rstrip("?") + "?{}"
         search = arxiv.Search(query=query, max_results=k)
-        out: list[Snippet] = []
-        for rank, result in enumerate(client.results(search)):
-            year = f" ({result.published.year})" if getattr(result, "published", None) else ""
-            out.append(Snippet(source="arxiv", title=" ".join(result.title.split()) + year,
-                               text=" ".join(result.summary.split()), url=result.entry_id,
-                               score=1.0 / (1 + rank)))
-        return out
+        return [Snippet(source="arxiv", title=" ".join(result.title.split())
+                        + (f" ({result.published.year})" if getattr(result, "published", None) else ""),
+                        text=" ".join(result.summary.split()), url=result.entry_id, score=1.0 / (1 + rank))
+                for rank, result in enumerate(client.results(search))]

@@ -17,6 +17,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model_discovery.errors import one_line
+from model_discovery.safe_io import write_text
 
 Role = Literal["block", "mixer", "channel_mixer", "norm", "positional", "other"]
 ROLES: tuple[str, ...] = ("block", "mixer", "channel_mixer", "norm", "positional", "other")
@@ -126,9 +127,6 @@ class Design(BaseModel):
         """Unit names in depth-first order from the root (each once)."""
         return walk_units(self.units, self.root)
 
-    def units_by_role(self, role: str) -> list[str]:
-        return [n for n, u in self.units.items() if u.role == role]
-
     # -- persistence ------------------------------------------------------------------------
     def to_json(self, indent: int | None = 2) -> str:
         return self.model_dump_json(indent=indent)
@@ -150,12 +148,7 @@ class Design(BaseModel):
         return cls.from_json(text, origin=str(path))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
-        return path
+        return write_text(path, self.to_json())
 
 
 def walk_units(units: Mapping[str, UnitSpec], start: str) -> list[str]:
@@ -179,14 +172,10 @@ def used_slots(source: str) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    slots: list[str] = []
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "build_child" and node.args
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            if node.args[0].value not in slots:
-                slots.append(node.args[0].value)
-    return slots
+    return list(dict.fromkeys(
+        node.args[0].value for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "build_child"
+        and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)))
 
 
 @lru_cache(maxsize=4096)

@@ -27,6 +27,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -279,11 +280,6 @@ class BeakerRunner(Runner):
             sub.result = failed_result(sub.job, f"Beaker experiment {sub.name}: {one_line(exc)}", kind="beaker")
         return True
 
-    def experiment_id(self, job_id: str) -> str | None:
-        """The Beaker experiment id of a submitted job (None if it never reached Beaker)."""
-        sub = self._submitted.get(job_id)
-        return sub.workload.experiment.id if sub is not None and sub.workload is not None else None
-
     def wait(self, job_id: str, timeout_s: float | None = None) -> VerifyResult:
         """Poll until the experiment's job is finalized; its ``result.json`` is the result.
 
@@ -348,10 +344,8 @@ class BeakerRunner(Runner):
         return as_result(sub.job, record)
 
     def _cancel(self, sub: _Submitted) -> None:
-        try:
+        with suppress(Exception):  # best effort; the record says what happened
             self.client.workload.cancel(sub.workload)
-        except Exception:  # noqa: BLE001 - best effort; the record says what happened
-            pass
 
     def close(self) -> None:
         """Cancel experiments still pending; close the client connection."""

@@ -19,6 +19,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -118,9 +119,7 @@ class RayRunner(Runner):
     def __init__(self, config: RayRunnerConfig | Mapping[str, Any] | None = None, *,
                  execute: Callable[[VerifyJob, Placement], Any] = execute_job, **fields: Any) -> None:
         if isinstance(config, RayRunnerConfig):
-            self.config = config.model_copy(update=fields) if fields else config
-            if fields:
-                self.config = RayRunnerConfig.parse(self.config.model_dump())
+            self.config = RayRunnerConfig.parse({**config.model_dump(), **fields}) if fields else config
         else:
             self.config = RayRunnerConfig.from_env(**{**dict(config or {}), **fields})
         self._execute = execute
@@ -264,10 +263,8 @@ class RayRunner(Runner):
             return
         for pending in self._pending.values():
             if pending.ref is not None:
-                try:
+                with suppress(Exception):  # best effort on the way out
                     ray.cancel(pending.ref, force=True)
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
         self._pending.clear()
         if self._started_ray:
             ray.shutdown()

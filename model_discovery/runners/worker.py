@@ -15,13 +15,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from model_discovery.errors import field_error, one_line
 from model_discovery.records import VerifyJob, VerifyResult
 from model_discovery.runners.base import run_job
+from model_discovery.safe_io import write_text
 
 RESULT_FILE = "result.json"
 """Name of the result record a ``run`` worker writes into its result directory."""
@@ -51,15 +51,6 @@ def load_job_json(text: str, origin: str) -> VerifyJob:
         raise ValueError(f"{origin}: {field_error(exc)}") from exc
 
 
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
-
-
 def run_to_dir(job: VerifyJob, result_dir: str | Path, *, relocate: bool = True) -> VerifyResult:
     """Run ``job`` and write its result to ``<result_dir>/result.json``; returns the result.
 
@@ -70,7 +61,7 @@ def run_to_dir(job: VerifyJob, result_dir: str | Path, *, relocate: bool = True)
     if relocate:
         job = job.model_copy(update={"out_dir": str(result_dir / "out")})
     result = run_job(job)
-    write_json(result_dir / RESULT_FILE, result.model_dump(mode="json"))
+    write_text(result_dir / RESULT_FILE, json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True))
     return result
 
 

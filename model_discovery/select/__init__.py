@@ -5,10 +5,10 @@ the surrogate that pre-screens candidates. The rules themselves live in :mod:`.p
 from model_discovery.records import VerifyPick
 from model_discovery.select.budget import Budget
 from model_discovery.select.fitness import FitnessConfig, FitnessError, Metrics, fitness, read_metrics
-from model_discovery.select.policy import Estimate, PolicyConfig, Surrogate
+from model_discovery.select.policy import PolicyConfig
 from model_discovery.select.predictor import Ridge, design_features
 from model_discovery.select.selector import RandomSelector, Selector, SelectorConfig
 
 __all__ = ["Selector", "RandomSelector", "SelectorConfig", "VerifyPick", "Budget", "FitnessConfig",
            "FitnessError", "Metrics", "fitness", "read_metrics", "Ridge", "design_features",
-           "Estimate", "PolicyConfig", "Surrogate"]
+           "PolicyConfig"]

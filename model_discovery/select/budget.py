@@ -26,14 +26,9 @@ class Budget(BaseModel):
                   scales: Sequence[str] | None = None) -> "Budget":
         """Ladder defaults, then the tree's stored budgets, then ``overrides``."""
         names = list(scales) if scales is not None else list(LADDER)
-        stored = tree.budgets()
-        limits = {}
-        for name in names:
-            limit = get_scale(name).verify_budget
-            limit = stored.get(name, limit)
-            limit = (overrides or {}).get(name, limit)
-            limits[name] = int(limit)
-        return cls(limits=limits)
+        stored, overrides = tree.budgets(), overrides or {}
+        return cls(limits={name: int(overrides.get(name, stored.get(name, get_scale(name).verify_budget)))
+                           for name in names})
 
     def save(self, tree: EvolutionTree) -> None:
         """Persist these limits in the tree for every node of the run."""
@@ -46,11 +41,3 @@ class Budget(BaseModel):
     def spent(self, tree: EvolutionTree) -> dict[str, int]:
         """Results plus live leases per rung."""
         return {scale: tree.spent(scale) for scale in self.limits}
-
-    def remaining(self, tree: EvolutionTree, scale: str) -> int:
-        return max(0, self.limit(scale) - tree.spent(scale))
-
-    def narrows(self) -> bool:
-        """True when no rung allows more verifications than the rung below it."""
-        values = list(self.limits.values())
-        return all(a >= b for a, b in zip(values, values[1:]))

@@ -26,6 +26,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import suppress
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -150,10 +151,8 @@ class Selector:
         counted = informative_tasks([r.result for r in same], self.config.fitness)
         values: dict[str, list[float]] = {}
         for res in same:
-            try:
+            with suppress(FitnessError):
                 values[res.design] = [fitness(m, base, self.config.fitness, counted) for m in per_seed(res.result)]
-            except FitnessError:
-                pass
         noise = self.rung_noise(list(values.values()))
         changed = 0
         for res in results:
@@ -224,10 +223,7 @@ class Selector:
     def _parent_estimates(self, tree: EvolutionTree, pool: Sequence[DesignRecord]) -> dict[str, Estimate | None]:
         est: dict[str, Estimate | None] = dict(self.estimates(tree))
         model = self.surrogate(tree)
-        for rec in pool:
-            if rec.name not in est:
-                est[rec.name] = self.prior(rec, model)
-        return est
+        return {**est, **{rec.name: self.prior(rec, model) for rec in pool if rec.name not in est}}
 
     def design_steps(self, tree: EvolutionTree) -> int:
         """Design steps so far, read from the tree (every non-seed design, whatever its status)."""

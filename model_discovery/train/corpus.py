@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -40,7 +39,6 @@ from model_discovery.records.data import FORMAT_VERSION, DataConfig
 from model_discovery.paths import cache_root
 from model_discovery.train.tokenizer import MAX_UINT16_VOCAB, eot_id, load_tokenizer, train_bpe
 
-Split = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _ENCODE_CHUNK = 256  # documents per encode_batch call
 
@@ -256,10 +254,7 @@ def _encode_to_file(tok: Tokenizer, docs: list[str], eot: int, path: Path) -> in
 
 def _build_tokens(config: DataConfig, vocab_size: int, corpus: Path, tmp: Path) -> None:
     docs = {s: corpus_documents(s, config, corpus.parent.parent) for s in SPLITS}
-    if config.hf_tokenizer:
-        tok = load_tokenizer(config.hf_tokenizer)
-    else:
-        tok = train_bpe(docs["train"], vocab_size)
+    tok = load_tokenizer(config.hf_tokenizer) if config.hf_tokenizer else train_bpe(docs["train"], vocab_size)
     actual = tok.get_vocab_size()
     if actual > MAX_UINT16_VOCAB:
         raise DataError(f"tokenizer {config.hf_tokenizer!r} has {actual} entries; uint16 token files "

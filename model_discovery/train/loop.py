@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from model_discovery.errors import one_line
 from model_discovery.records import TrainConfig, TrainProgress, TrainResult
 from model_discovery.records.train import CurvePoint
+from model_discovery.safe_io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -266,11 +267,8 @@ def fit(trainer: Trainer, batch_at: BatchAt) -> list[float]:
 def _write_progress(path: Path, progress: TrainProgress) -> None:
     """Replace ``path`` with ``progress`` (written aside, then renamed: a reader never sees half);
     a progress note that cannot be written is skipped, the training goes on."""
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(progress.model_dump_json())
-        os.replace(tmp, path)
+        write_text(path, progress.model_dump_json())
     except OSError as exc:
         log.debug("progress not written to %s: %s", path, exc)
 

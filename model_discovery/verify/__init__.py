@@ -13,11 +13,9 @@ Public API::
 from model_discovery.check.sandbox import kill_sandboxes
 
 from model_discovery.records import DataConfig, Replicate, TrainConfig, TrainResult, VerifyResult
-from model_discovery.train.corpus import DataError, TokenData, corpus_documents, load_token_data
-from model_discovery.train.loop import TrainingError, train
-from model_discovery.train.tokenizer import TokenizerError, train_bpe
+from model_discovery.train.corpus import TokenData, corpus_documents, load_token_data
+from model_discovery.train.loop import train
 from model_discovery.verify.engine import sandbox_entry, verify_command, verify_design
 
-__all__ = ["DataConfig", "DataError", "TokenData", "corpus_documents", "load_token_data", "TrainConfig",
-           "TrainResult", "TrainingError", "train", "Replicate", "VerifyResult", "verify_design", "verify_command",
-           "sandbox_entry", "TokenizerError", "train_bpe", "kill_sandboxes"]
+__all__ = ["DataConfig", "TokenData", "corpus_documents", "load_token_data", "TrainConfig", "TrainResult", "train",
+           "Replicate", "VerifyResult", "verify_design", "verify_command", "sandbox_entry", "kill_sandboxes"]

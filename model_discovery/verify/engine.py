@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from model_discovery.records import (CheckConfig, DataConfig, Design, DesignErro
                                      TrainConfig, TrainResult, VerifyResult, over_seeds)
 from model_discovery.paths import cache_root
 from model_discovery.train.corpus import TokenData, corpus_documents, load_token_data
-from model_discovery.train.loop import peak_memory_bytes, train
+from model_discovery.train.loop import train
 from model_discovery.verify.evaluation import evaluate
 from model_discovery.verify.probes import PROBE_SCALE, PROBE_VOCAB, PROBES, ProbeConfig, init_seed, run_probes
 from model_discovery.verify.tracking import log_verification
@@ -249,10 +250,8 @@ def sandbox_warmup(threads: int = 1) -> None:
     """Import what :func:`sandbox_entry` needs before the sandbox locks down; use ``threads``."""
     torch.set_num_threads(max(1, int(threads)))
     for name in _EVAL_IMPORTS:  # third-party modules lm-eval may import; some may be absent
-        try:
+        with suppress(Exception):  # reported when sandbox_entry uses it
             _optional_module(name)
-        except Exception:  # noqa: BLE001 - reported when sandbox_entry uses it
-            pass
     _quiet_lm_eval()
 
 
@@ -273,22 +272,6 @@ def _quiet_lm_eval() -> None:
         return
     evaluator.get_git_commit_hash = lambda: None
     evaluator.add_env_info = lambda storage: None
-
-
-def _execute_in_process(payload: dict[str, Any], out_dir: Path
-                        ) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
-    """Export and judge in this process: trusted seeds in tests only (the same two steps)."""
-    t0 = time.perf_counter()
-    graph_dir = Path(tempfile.mkdtemp(prefix="modis-verify-graph-"))
-    try:
-        payload = _graph_payload(payload, graph_dir)
-        export_entry(payload)
-        result = sandbox_entry(payload)
-    except Exception as exc:  # noqa: BLE001 - mirror the sandbox's failed outcome
-        return False, None, one_line(exc), "exception", time.perf_counter() - t0, 0
-    finally:
-        shutil.rmtree(graph_dir, ignore_errors=True)
-    return _judged(result, time.perf_counter() - t0, peak_memory_bytes(torch.device("cpu")))
 
 
 # -- the engine --------------------------------------------------------------------------------

@@ -49,9 +49,13 @@ def verify_record(design: Design, scale: str, val: float, steps: int = 40) -> Ve
                         tokens_per_s=51_000.0, peak_memory_bytes=300 * 2**20, wall_s=12.5)
 
 
+def _of_role(design: Design, role: str) -> list[str]:
+    return [n for n, u in design.units.items() if u.role == role]
+
+
 def _swap_mixer(parent: Design, name: str) -> Design | None:
     """``parent`` with its first slot-free mixer replaced by another catalogue mixer."""
-    mixers = [n for n in parent.units_by_role("mixer") if not parent.units[n].children]
+    mixers = [n for n in _of_role(parent, "mixer") if not parent.units[n].children]
     options = [u for n, u in sorted(catalogue("mixer").items()) if not u.slots and n not in parent.units]
     if not mixers or not options:
         return None
@@ -67,7 +71,7 @@ def _swap_mixer(parent: Design, name: str) -> Design | None:
 def _hparam_child(parent: Design, name: str, value: float) -> Design:
     """``parent`` with the first numeric hyperparameter of its channel mixer (or any unit) set to ``value``."""
     units = {n: u.model_copy(deep=True) for n, u in parent.units.items()}
-    order = parent.units_by_role("channel_mixer") + parent.units_by_role("mixer") + list(units)
+    order = _of_role(parent, "channel_mixer") + _of_role(parent, "mixer") + list(units)
     for uname in order:
         for key, v in units[uname].hparams.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):

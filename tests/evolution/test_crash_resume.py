@@ -10,6 +10,7 @@ import textwrap
 import time
 
 from model_discovery.evolution import EvolutionTree
+from tests.evolution.integrity import integrity_problems
 
 N = 120
 
@@ -43,7 +44,7 @@ WORKER = textwrap.dedent('''
 
 
 def _check_integrity(tree: EvolutionTree, expect_complete: bool) -> int:
-    assert tree.integrity_problems() == []
+    assert integrity_problems(tree) == []
     names = [d.name for d in tree.list_designs()]
     assert len(names) == len(set(names))
     assert len(tree.fingerprints()) == len(names)

@@ -11,6 +11,7 @@ from model_discovery.config import SystemConfig
 from model_discovery.gau import load_seed
 from model_discovery.records import VerifyOptions
 from model_discovery.system import BuildSystem
+from tests.evolution.integrity import integrity_problems
 
 
 def _config(run_dir: Path, steps: int = 2) -> SystemConfig:
@@ -61,7 +62,7 @@ def test_reopened_run_continues_without_duplicates(tmp_path: Path) -> None:
         after = second.tree.stats()
     finally:
         second.close()
-    assert after.designs >= before.designs and not second.tree.integrity_problems()
+    assert after.designs >= before.designs and not integrity_problems(second.tree)
     lines = (tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()
     assert [json.loads(line)["thread_id"] for line in lines] == ["design-00000", "design-00001"]
 
@@ -109,7 +110,7 @@ def test_sigkilled_discover_resumes_without_lost_or_duplicated_work(tmp_path: Pa
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     tree = EvolutionTree(run / "tree.sqlite")
-    assert not tree.integrity_problems()
+    assert not integrity_problems(tree)
     designs = tree.list_designs()
     assert len({d.fingerprint for d in designs}) == len(designs)
     pairs = [(r.design, r.scale) for r in tree.results()]

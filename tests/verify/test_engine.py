@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
+from model_discovery.errors import one_line
 from model_discovery.gau import Design, ScaleConfig, UnitSpec, load_seed
 from model_discovery.records import DataConfig, VerifyResult
 from model_discovery.records.result import RESULT_NAME
-from model_discovery.verify.engine import _execute_in_process, _verify, sandbox_limits, verify_command, verify_design
+from model_discovery.train.loop import peak_memory_bytes
+from model_discovery.verify.engine import (_graph_payload, _judged, _verify, export_entry, sandbox_entry, sandbox_limits,
+                                         verify_command, verify_design)
 
 TINY = ScaleConfig(name="tiny", d_model=32, n_block=1, context_len=32, vocab_size=512, train_tokens=4096,
                    batch_size=8, lr=1e-2, device="cpu")
@@ -30,6 +38,22 @@ def broken_design() -> Design:
                                              "        raise RuntimeError('mlp refuses to build')")
     units["GeluMLP"] = UnitSpec(**{**units["GeluMLP"].model_dump(), "source": source})
     return Design(name="gpt2-broken", root=seed.root, units=units)
+
+
+def _execute_in_process(payload: dict[str, Any], out_dir: Path
+                        ) -> tuple[bool, dict[str, Any] | None, str, str, float, int]:
+    """Export and judge in this process (trusted seeds only): the two sandboxed steps, unsandboxed."""
+    t0 = time.perf_counter()
+    graph_dir = Path(tempfile.mkdtemp(prefix="modis-verify-graph-"))
+    try:
+        payload = _graph_payload(payload, graph_dir)
+        export_entry(payload)
+        result = sandbox_entry(payload)
+    except Exception as exc:  # noqa: BLE001 - mirror the sandbox's failed outcome
+        return False, None, one_line(exc), "exception", time.perf_counter() - t0, 0
+    finally:
+        shutil.rmtree(graph_dir, ignore_errors=True)
+    return _judged(result, time.perf_counter() - t0, peak_memory_bytes(torch.device("cpu")))
 
 
 def in_process(design: Design, out: Path) -> VerifyResult:

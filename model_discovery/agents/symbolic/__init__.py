@@ -10,12 +10,10 @@ backend, so discovery runs offline.
 
 from model_discovery.agents.symbolic.coder import SymbolicCoder
 from model_discovery.agents.symbolic.config import SymbolicConfig
-from model_discovery.agents.symbolic.operators import Edit, NotApplicable
-from model_discovery.agents.symbolic.params import ParamEstimate, count_params
-from model_discovery.agents.symbolic.proposer import ProposalError, SymbolicProposer
+from model_discovery.agents.symbolic.operators import NotApplicable
+from model_discovery.agents.symbolic.proposer import SymbolicProposer
 from model_discovery.agents.symbolic.registry import OPERATORS
-from model_discovery.agents.symbolic.reviewer import SymbolicReviewer, design_features, feature_distance, novelty
+from model_discovery.agents.symbolic.reviewer import SymbolicReviewer, novelty
 
-__all__ = ["SymbolicProposer", "SymbolicReviewer", "SymbolicCoder", "SymbolicConfig", "OPERATORS", "Edit",
-           "NotApplicable", "ParamEstimate", "count_params", "ProposalError", "design_features",
-           "feature_distance", "novelty"]
+__all__ = ["SymbolicProposer", "SymbolicReviewer", "SymbolicCoder", "SymbolicConfig", "OPERATORS", "NotApplicable",
+           "novelty"]

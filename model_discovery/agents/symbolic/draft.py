@@ -77,10 +77,8 @@ def catalogue_slot_roles(unit: CatalogueUnit) -> dict[str, str | None]:
     """Role of each slot of a catalogue unit: declared ``SLOT_ROLES``, else seed usage, else name."""
     declared = slot_roles_declared(unit.source)
     usage = seed_usage().get(unit.name)
-    out: dict[str, str | None] = {}
-    for slot in unit.slots:
-        out[slot] = declared.get(slot) or (usage.slot_roles.get(slot) if usage else None) or guess_slot_role(slot)
-    return out
+    return {slot: declared.get(slot) or (usage.slot_roles.get(slot) if usage else None) or guess_slot_role(slot)
+            for slot in unit.slots}
 
 
 def catalogue_hparams(unit: CatalogueUnit) -> dict[str, object]:

@@ -161,12 +161,8 @@ def insert(rng: random.Random, a: Design, b: Design | None = None) -> Edit:
     """Wrap a unit in a catalogue combinator of its role (short conv, gate, parallel branch)."""
     draft = Draft.of(a)
     wrappers = [u for _, u in sorted(catalogue().items()) if is_wrapper(u) and u.role != "block"]
-    pairs = []
-    for parent, slot, child in draft.slot_refs():
-        role = draft.units[child].role
-        for w in wrappers:
-            if w.role == role and source_key(w.source) != source_key(draft.units[child].source):
-                pairs.append((parent, slot, child, w))
+    pairs = [(parent, slot, child, w) for parent, slot, child in draft.slot_refs() for w in wrappers
+             if w.role == draft.units[child].role and source_key(w.source) != source_key(draft.units[child].source)]
     if not pairs:
         raise NotApplicable("no slot takes a combinator")
     rng.shuffle(pairs)
@@ -201,12 +197,9 @@ def insert(rng: random.Random, a: Design, b: Design | None = None) -> Edit:
 def remove(rng: random.Random, a: Design, b: Design | None = None) -> Edit:
     """Replace a combinator by one of its children of the same role (undoes insert/interleave)."""
     draft = Draft.of(a)
-    options = []
-    for parent, slot, child in draft.slot_refs():
-        unit = draft.units[child]
-        for s, grandchild in sorted(unit.children.items()):
-            if draft.units[grandchild].role == unit.role:
-                options.append((parent, slot, child, s, grandchild))
+    options = [(parent, slot, child, s, grandchild) for parent, slot, child in draft.slot_refs()
+               for s, grandchild in sorted(draft.units[child].children.items())
+               if draft.units[grandchild].role == draft.units[child].role]
     if not options:
         raise NotApplicable("no combinator to remove")
     parent, slot, child, s, grandchild = rng.choice(options)

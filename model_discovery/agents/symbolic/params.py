@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+from contextlib import suppress
 from typing import Any, Literal
 
 import torch
@@ -69,9 +70,7 @@ def count_params(design: Design, scale: ScaleConfig, meta_build: bool = True) ->
 def meta_count(design: Design, scale: ScaleConfig) -> int:
     """Build ``design`` on the meta device in this process (trusted designs only) and count."""
     module = load_module(compile_design(design), name=f"gau_meta_{design.name.replace('-', '_')}")
-    with torch.device("meta"):
-        lm = module.build_lm(scale.d_model, scale.n_block, scale.vocab_size, scale.context_len)
-    return int(lm.num_params(non_embedding=True))
+    return _meta_params(module, scale)
 
 
 def sandbox_count(payload: dict[str, Any]) -> dict[str, Any]:
@@ -80,9 +79,14 @@ def sandbox_count(payload: dict[str, Any]) -> dict[str, Any]:
     scale = ScaleConfig.model_validate(payload["scale"])
     module = load_untrusted_module(compile_design(design), "gau_meta_count",
                                    (*DEFAULT_ALLOWED_IMPORTS, *MODULE_IMPORTS))
+    return {"n_params": _meta_params(module, scale)}
+
+
+def _meta_params(module: Any, scale: ScaleConfig) -> int:
+    """Non-embedding parameters of the LM ``module`` builds at ``scale`` on the meta device."""
     with torch.device("meta"):
         lm = module.build_lm(scale.d_model, scale.n_block, scale.vocab_size, scale.context_len)
-    return {"n_params": int(lm.num_params(non_embedding=True))}
+    return int(lm.num_params(non_embedding=True))
 
 
 # -- static model -----------------------------------------------------------------------------
@@ -145,10 +149,8 @@ def _eval(node: ast.AST, env: dict[str, Any]) -> Any:
         if type(node.ops[0]) in ops:
             return ops[type(node.ops[0])](left, right)
         raise _Unknown("compare")
-    if isinstance(node, ast.Call):
-        fname = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if fname in _FUNCS and not node.keywords:
-            return _FUNCS[fname](*[_eval(a, env) for a in node.args])
+    if isinstance(node, ast.Call) and _call_name(node) in _FUNCS and not node.keywords:
+        return _FUNCS[_call_name(node)](*[_eval(a, env) for a in node.args])
     raise _Unknown(type(node).__name__)
 
 
@@ -220,19 +222,15 @@ def unit_own_params(source: str, class_name: str, d_model: int, hparams: dict[st
     env: dict[str, Any] = {"d_model": d_model, "self.d_model": d_model, "self.max_seq_len": context_len, **hparams}
     for node in tree.body:  # module-level constants
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
+            with suppress(_Unknown, ArithmeticError, TypeError, ValueError):
                 env[node.targets[0].id] = _eval(node.value, env)
-            except (_Unknown, ArithmeticError, TypeError, ValueError):
-                pass
     return int(_run(init.body, env))
 
 
 def _count_expr(node: ast.AST, env: dict[str, Any]) -> int:
     if isinstance(node, ast.IfExp):
-        try:
+        with suppress(_Unknown, ArithmeticError, TypeError, ValueError):
             return _count_expr(node.body if _eval(node.test, env) else node.orelse, env)
-        except (_Unknown, ArithmeticError, TypeError, ValueError):
-            pass
     if isinstance(node, ast.Call):
         try:
             n = _layer_params(node, env)

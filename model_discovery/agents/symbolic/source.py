@@ -14,6 +14,7 @@ import re
 from functools import lru_cache
 
 from model_discovery.gau.compose import strip_internal_imports, top_level_names
+from model_discovery.gau.library import class_init_defaults
 from model_discovery.records.design import HParam, normalise_source
 
 #: Module-level metadata constant a combinator unit may define to declare its slots' roles.
@@ -178,26 +179,13 @@ def slot_roles_declared(source: str) -> dict[str, str]:
 
 
 def init_defaults(source: str, class_name: str) -> dict[str, HParam]:
-    """Literal keyword defaults of ``class_name.__init__`` (``ctx`` and ``None`` excluded)."""
+    """Literal keyword defaults of ``class_name.__init__`` (see :func:`class_init_defaults`)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return {}
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name), None)
-    if cls is None:
-        return {}
-    for node in cls.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "__init__":
-            args = node.args
-            pos = args.args[len(args.args) - len(args.defaults):]
-            out: dict[str, HParam] = {}
-            for arg, default in list(zip(pos, args.defaults)) + list(zip(args.kwonlyargs, args.kw_defaults)):
-                if arg.arg in ("ctx", "d_model", "block_loc") or default is None:
-                    continue
-                if isinstance(default, ast.Constant) and isinstance(default.value, (bool, int, float, str)):
-                    out[arg.arg] = default.value
-            return out
-    return {}
+    return {} if cls is None else class_init_defaults(cls)
 
 
 def string_choices(source: str, hparam: str) -> list[str]:

@@ -3,8 +3,6 @@ tokens and cost per role."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import plotly.express as px
 import streamlit as st
 
@@ -14,40 +12,25 @@ from model_discovery.gau.scales import LADDER
 
 st.title("Run charts")
 run_dir = common.run_dir()
-url = common.tree_url(run_dir)
-if url is None or not common.tree_stats(url)["designs"]:
-    common.no_designs_yet()
-    st.stop()
-tree = common.open_tree(run_dir)
-assert tree is not None
+url, tree, _ = common.designs_or_stop()
 graph = common.graph_data(url)
 order = [n["name"] for n in graph["nodes"]]
 generation = {n["name"]: int(n["generation"]) for n in graph["nodes"]}
 results = tree.results()
 st.caption("Fitness counts only results on their rung's footing (see the leaderboard).", help=tables.FITNESS_HELP)
 
-c1, c2 = st.columns(2)
-with c1:
-    steps = charts.fitness_by_step(results, order)
-    if steps.empty:
-        st.info("No fitness yet.")
-    else:
-        long = steps.melt(id_vars=["rung", "step"], value_vars=["best", "mean"], var_name="stat", value_name="fitness")
-        fig = px.line(long, x="step", y="fitness", color="rung", line_dash="stat", markers=True,
-                      title="best and mean fitness per design step")
-        fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10})
-        st.plotly_chart(fig, width="stretch", key="fitness_steps")
-with c2:
-    gens = charts.fitness_by_generation(results, generation)
-    if gens.empty:
-        st.info("No fitness yet.")
-    else:
-        long = gens.melt(id_vars=["rung", "generation"], value_vars=["best", "mean"], var_name="stat",
-                         value_name="fitness")
-        fig = px.line(long, x="generation", y="fitness", color="rung", line_dash="stat", markers=True,
-                      title="best and mean fitness per generation")
-        fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis={"dtick": 1})
-        st.plotly_chart(fig, width="stretch", key="fitness_generations")
+fitness_charts = [("step", "design step", charts.fitness_by_step(results, order), "fitness_steps"),
+                  ("generation", "generation", charts.fitness_by_generation(results, generation), "fitness_generations")]
+for col, (x, per, frame, key) in zip(st.columns(2), fitness_charts):
+    if frame.empty:
+        col.info("No fitness yet.")
+        continue
+    long = frame.melt(id_vars=["rung", x], value_vars=["best", "mean"], var_name="stat", value_name="fitness")
+    fig = px.line(long, x=x, y="fitness", color="rung", line_dash="stat", markers=True,
+                  title=f"best and mean fitness per {per}")
+    fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis={"dtick": 1} if x == "generation" else {})
+    col.plotly_chart(fig, width="stretch", key=key)
 
 cfg = common.run_config(run_dir)
 budgets = {s: int((cfg.get("budgets") or {}).get(s, LADDER[s].verify_budget)) for s in LADDER}
@@ -63,14 +46,11 @@ with c3:
         st.plotly_chart(fig, width="stretch", key="budget_time")
 with c4:
     records: list[UsageRecord] = []
-    problems = []
-    if (Path(run_dir) / USAGE_FILE).is_file():
+    if (run_dir / USAGE_FILE).is_file():
         try:
-            records = UsageLedger.load_records(Path(run_dir) / USAGE_FILE)
+            records = UsageLedger.load_records(run_dir / USAGE_FILE)
         except ValueError as exc:
-            problems.append(str(exc))
-    for problem in problems:
-        st.warning(problem)
+            st.warning(str(exc))
     usage = charts.usage_by_role(records)
     if usage.empty:
         st.info("No LLM calls recorded in this run (symbolic agents use none).", icon=":material/smart_toy:")

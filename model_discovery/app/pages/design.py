@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import plotly.express as px
 import streamlit as st
 
 from model_discovery.app import common, tables
-from model_discovery.app.invented import show_origin
 from model_discovery.gau.library import seed_notes
-from model_discovery.records import DesignError
+from model_discovery.genome.display import genome_text, origin_line
+from model_discovery.records import DesignError, UnitSpec
 
 PICK = "design_pick"
 
@@ -31,6 +30,17 @@ def _attempts(tree, name: str) -> None:  # noqa: ANN001 - the page's EvolutionTr
             if a.error:
                 st.error(a.error)
             st.code(a.source, language="python", line_numbers=True)
+
+
+def _show_origin(spec: UnitSpec) -> None:
+    """Lineage line and genome of an invented unit (nothing for a catalogue or hand-written unit)."""
+    if spec.origin is None:
+        return
+    st.markdown(f"*{origin_line(spec)}*")
+    genome = genome_text(spec)
+    if genome is not None:
+        st.markdown("genome:")
+        st.code(genome, language="json")
 
 
 def _goto(name: str) -> None:
@@ -130,7 +140,7 @@ with tab_units:
     for uname in design.walk():
         unit = design.units[uname]
         with st.expander(f"{uname} · {unit.role}", expanded=uname == design.root):
-            show_origin(unit)
+            _show_origin(unit)
             if unit.hparams:
                 st.markdown("hparams: " + ", ".join(f"`{k}={v}`" for k, v in unit.hparams.items()))
             if unit.children:
@@ -158,20 +168,7 @@ with tab_train:
     for res in results:
         fit = "—" if res.fitness is None else f"{res.fitness:.4f}"
         st.subheader(f"{res.scale} · {res.status} · fitness {fit}")
-        metrics = tables.flatten_metrics(res.record)
-        shown = {k: metrics[k] for k in tables.PREFERRED_METRICS if k in metrics}
-        if shown:
-            cols = st.columns(len(shown))
-            for col, (k, v) in zip(cols, shown.items()):
-                col.metric(k, tables.human(v, k))
-        curves = tables.curves_frame(res.record)
-        if curves.empty:
-            st.caption("This result has no loss curves.")
-        else:
-            fig = px.line(curves, x="step", y="loss", color="curve", markers=True, hover_data=["tokens"],
-                          title=f"{name} @ {res.scale}: training and validation loss")
-            fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10})
-            st.plotly_chart(fig, width="stretch", key=f"curve-{res.scale}")
+        common.show_result(res.record, f"curve-{res.scale}", f"{name} @ {res.scale}: training and validation loss")
         if res.record.get("error"):
             st.error(res.record["error"])
         with st.expander("Result record"):

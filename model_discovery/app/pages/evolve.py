@@ -102,11 +102,9 @@ def _budget_rows(spent: dict[str, int]) -> list[tuple[str, int, int]]:
     cfg = common.run_config(run_dir)
     ladder = cfg.get("ladder") or status.meta.get("ladder") or ["micro"]
     overrides = cfg.get("budgets") or {}
-    rows = []
-    for scale in [*ladder, *(s for s in spent if s not in ladder)]:  # then rungs verified by earlier runs
-        if scale in LADDER:
-            rows.append((scale, spent.get(scale, 0), int(overrides.get(scale, LADDER[scale].verify_budget))))
-    return rows
+    return [(scale, spent.get(scale, 0), int(overrides.get(scale, LADDER[scale].verify_budget)))
+            for scale in [*ladder, *(s for s in spent if s not in ladder)]  # then rungs verified by earlier runs
+            if scale in LADDER]
 
 
 def _now_doing(now: jobs.JobStatus, done: int, planned: int) -> None:
@@ -156,11 +154,8 @@ def live_progress() -> None:
         line += f" · exit status {now.returncode}"
     st.markdown(line)
 
-    outcome_lines = []
     path = run_dir / "outcomes.jsonl"
-    if path.is_file():
-        outcome_lines = path.read_text().splitlines()
-    counts = tables.outcome_counts(outcome_lines)
+    counts = tables.outcome_counts(path.read_text().splitlines() if path.is_file() else [])
     done_total = sum(counts.values())
     start = int(now.meta.get("outcomes_at_start", 0))
     planned = int(now.meta.get("steps", 0))

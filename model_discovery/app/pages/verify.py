@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import plotly.express as px
 import streamlit as st
 
-from model_discovery.app import common, jobs, progress, tables
+from model_discovery.app import common, jobs, progress
 from model_discovery.gau.library import list_seeds, load_seed
 from model_discovery.gau.scales import LADDER
 
@@ -77,17 +76,7 @@ def _show_result(out: Path) -> None:
     status = record.get("status", "?")
     (st.success if status == "ok" else st.error)(
         f"Result: {status}" + (f" — {record.get('error')}" if record.get("error") else ""))
-    metrics = tables.flatten_metrics(record)
-    shown = {k: metrics[k] for k in tables.PREFERRED_METRICS if k in metrics}
-    if shown:
-        cols = st.columns(len(shown))
-        for col, (k, v) in zip(cols, shown.items()):
-            col.metric(k, tables.human(v, k))
-    curves = tables.curves_frame(record)
-    if not curves.empty:
-        fig = px.line(curves, x="step", y="loss", color="curve", markers=True)
-        fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 20, "b": 10})
-        st.plotly_chart(fig, width="stretch", key=f"verify-curve-{out}")
+    common.show_result(record, f"verify-curve-{out}", height=300)
     with st.expander("Result record"):
         st.json(record, expanded=False)
 

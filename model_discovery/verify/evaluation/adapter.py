@@ -146,10 +146,9 @@ class ModisLM(TemplateLM):
     def _score(self, sequences: list[tuple[list[int], int]], disable_tqdm: bool = False,
                desc: str = "scoring") -> list[tuple[float, bool]]:
         """Sum of log-probs of the last ``n_pred`` tokens of each sequence, and whether greedy."""
-        windows: list[tuple[int, list[int], list[int]]] = []  # (request, input, targets)
-        for r, (tokens, n_pred) in enumerate(sequences):
-            for start, end, n in score_windows(len(tokens), n_pred, self.max_length):
-                windows.append((r, tokens[start:end], tokens[end - n + 1: end + 1]))
+        windows = [(r, tokens[start:end], tokens[end - n + 1: end + 1])  # (request, input, targets)
+                   for r, (tokens, n_pred) in enumerate(sequences)
+                   for start, end, n in score_windows(len(tokens), n_pred, self.max_length)]
         order = sorted(range(len(windows)), key=lambda i: -len(windows[i][1]))
         totals = [0.0] * len(sequences)
         greedy = [True] * len(sequences)
