@@ -42,19 +42,17 @@ def strip_internal_imports(source: str) -> str:
     return "\n".join(line for i, line in enumerate(lines) if i not in drop)
 
 
-def top_level_names(source: str) -> set[str]:
-    """Names a unit source binds at module level (classes, functions, assignments)."""
-    names: set[str] = set()
+def top_level_names(source: str) -> list[str]:
+    """Names a unit source binds at module level (classes, functions, assignments), in order."""
+    names: dict[str, None] = {}
     for node in ast.parse(source).body:
         if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            names.add(node.name)
+            names[node.name] = None
         elif isinstance(node, ast.Assign):
-            for tgt in node.targets:
-                if isinstance(tgt, ast.Name):
-                    names.add(tgt.id)
+            names.update((t.id, None) for t in node.targets if isinstance(t, ast.Name))
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-    return names
+            names[node.target.id] = None
+    return list(names)
 
 
 RUNTIME_NAMES = frozenset(top_level_names(runtime_source()))

@@ -131,7 +131,7 @@ def canonical_source(source: str) -> str:
     """
     try:
         stripped = strip_internal_imports(source)
-        names = [n for n in _ordered_top_level(stripped) if n != SLOT_ROLES_NAME]
+        names = [n for n in top_level_names(stripped) if n != SLOT_ROLES_NAME]
     except SyntaxError:
         return source.strip()
     mapping = {n: f"__top{i}" for i, n in enumerate(names)}
@@ -144,20 +144,6 @@ def canonical_source(source: str) -> str:
 def source_key(source: str) -> str:
     """Short hash of :func:`canonical_source`."""
     return hashlib.sha256(canonical_source(source).encode()).hexdigest()[:16]
-
-
-def _ordered_top_level(source: str) -> list[str]:
-    out: list[str] = []
-    for node in ast.parse(source).body:
-        names: list[str] = []
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            names = [node.name]
-        elif isinstance(node, ast.Assign):
-            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names = [node.target.id]
-        out += [n for n in names if n not in out]
-    return out
 
 
 def slot_roles_declared(source: str) -> dict[str, str]:
