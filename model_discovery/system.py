@@ -181,6 +181,10 @@ class DiscoverySystem:
             if existing is not None:
                 names.append(existing.name)
                 continue
+            if self.tree.has_design(design.name):  # a run keeps the seed it started with
+                log.info("seed %s: the run keeps its stored version (the library's source differs)", seed)
+                names.append(design.name)
+                continue
             report = self.check(design, self.config.flow.check_scale)
             if not report.passed:
                 raise ConfigError(f"seed {seed!r} fails its check: {report.first_error}")

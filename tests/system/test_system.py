@@ -67,6 +67,25 @@ def test_reopened_run_continues_without_duplicates(tmp_path: Path) -> None:
     assert [json.loads(line)["thread_id"] for line in lines] == ["design-00000", "design-00001"]
 
 
+def test_a_run_keeps_a_seed_whose_library_source_has_changed_since(tmp_path: Path) -> None:
+    """Reopening a run after the library changed a seed's code: the stored seed stays, nothing is re-added."""
+    from model_discovery.evolution import EvolutionTree
+
+    seed = load_seed("gpt2")
+    unit = seed.units["GeluMLP"]
+    older = seed.model_copy(update={"units": {**seed.units, "GeluMLP": unit.model_copy(
+        update={"source": unit.source.replace("F.gelu(self.fc(X))", "F.gelu(self.fc(X), approximate='tanh')")})}})
+    assert older.fingerprint() != seed.fingerprint()
+    run = tmp_path / "run"
+    EvolutionTree(run / "tree.sqlite").add_design(older, operator="seed")
+    system = BuildSystem(_config(run).model_copy(update={"seeds": ["gpt2"]}))
+    try:
+        assert system.bootstrap() == ["gpt2"]
+        assert system.tree.count() == 1 and system.tree.get_design("gpt2").fingerprint == older.fingerprint()
+    finally:
+        system.close()
+
+
 def test_leases_of_a_killed_local_run_are_released(tmp_path: Path) -> None:
     import socket
     import subprocess
