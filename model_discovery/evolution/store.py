@@ -103,7 +103,7 @@ class TreeStore:
         self._write_engine = self.engine.execution_options(modis_write=True)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self._write_engine, expire_on_commit=False)
-        Base.metadata.create_all(self.engine)
+        Base.metadata.create_all(self._write_engine)  # the write lock up front: processes may open a new tree at once
         self._add_missing_columns()
         with self._tx(write=True) as s:
             if s.get(MetaRow, "schema_version") is None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -196,3 +198,27 @@ def test_a_tree_from_before_fitness_errors_is_upgraded_in_place(tmp_path, seed) 
     assert tree.spent("micro") == 3
     row = tree.leaderboard(scale="micro")[0]
     assert (row.fitness, row.fitness_se, row.seeds) == (0.01, 0.002, 3)
+
+
+def _open_and_close(path: str, errors: Any) -> None:
+    try:
+        EvolutionTree(path).close()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        errors.put(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def test_processes_opening_a_new_tree_at_once_all_succeed(tmp_path: Path) -> None:
+    """Schema creation takes the write lock up front: a second process waits instead of 'database is locked'."""
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    for i in range(5):
+        procs = [ctx.Process(target=_open_and_close, args=(str(tmp_path / f"t{i}.sqlite"), errors)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert all(p.exitcode == 0 for p in procs)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == []
