@@ -1,6 +1,6 @@
 """Shared helpers of the decoding tests: how a unit decodes, and decoded logits against the full forward.
 
-Reusable from any test: ``from tests.gau.decoding import assert_decodes_exactly, decode_mode``.
+Reusable from any test: ``from tests.gau.decoding import assert_decodes_exactly, decode_mode, greedy_uncached``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,15 @@ def decoded(lm: torch.nn.Module, idx: torch.Tensor, chunks: list[int], cache: ob
         start += size
     assert cache.length == start == idx.size(1)  # type: ignore[attr-defined]
     return torch.cat(parts, dim=1)
+
+
+@torch.no_grad()
+def greedy_uncached(lm: torch.nn.Module, idx: torch.Tensor, steps: int) -> torch.Tensor:
+    """Greedy tokens of a DesignLM without a cache: the whole (context-clipped) prefix at every step."""
+    for _ in range(steps):
+        nxt = lm(idx[:, -lm.context_len:])[:, -1].argmax(-1, keepdim=True)
+        idx = torch.cat([idx, nxt], dim=1)
+    return idx
 
 
 def assert_decodes_exactly(lm: torch.nn.Module, idx: torch.Tensor,

@@ -11,18 +11,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from model_discovery.gau import DesignError, build_lm, get_scale, list_seeds, load_seed
 from model_discovery.gau.hf_export import export_hf
+from tests.gau.decoding import greedy_uncached
 
 SEEDS = list_seeds()
 MICRO = get_scale("micro")
 VOCAB = 96
-
-
-def greedy(model, idx: torch.Tensor, steps: int) -> torch.Tensor:
-    for _ in range(steps):
-        with torch.no_grad():
-            nxt = model(idx)[:, -1].argmax(-1, keepdim=True)
-        idx = torch.cat([idx, nxt], dim=1)
-    return idx
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -48,7 +41,7 @@ def test_export_round_trip_and_generate(seed: str, tmp_path) -> None:
     fed: list[int] = []
     model.model.register_forward_pre_hook(lambda module, args: fed.append(args[0].size(1)))
     gen = model.generate(idx[:, :6], max_new_tokens=4, do_sample=False)
-    assert torch.equal(gen, greedy(source, idx[:, :6], 4))
+    assert torch.equal(gen, greedy_uncached(source, idx[:, :6], 4))
     assert config["use_cache"] and fed == [6, 1, 1, 1], "the prefix is recomputed"
 
 
@@ -78,7 +71,7 @@ def test_inexact_decoding_is_exported_without_cache(tmp_path) -> None:
     assert json.loads((out / "generation_config.json").read_text())["use_cache"] is False
     model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
     idx = torch.randint(0, VOCAB, (1, 6), generator=torch.Generator().manual_seed(6))
-    assert torch.equal(model.generate(idx, max_new_tokens=4, do_sample=False), greedy(source, idx, 4))
+    assert torch.equal(model.generate(idx, max_new_tokens=4, do_sample=False), greedy_uncached(source, idx, 4))
 
 
 def test_export_with_tokenizer_and_loss(tmp_path) -> None:
